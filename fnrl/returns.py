@@ -31,10 +31,24 @@ from fnrl.types import Array, ArrayLike
 
 
 class _Boundaries(NamedTuple):
-    """Per-step flags in float form: `cut` = 1 where propagation from later steps stops."""
+    """Episode-boundary flags as floats; `None` when not given, so the common case stays lean."""
 
-    cut: Array
-    valid: Array
+    cut: Array | None  # 1 where propagation from later steps stops (truncation)
+    valid: Array | None  # 0 where the step is removed
+
+    def keep(self) -> Array | float:
+        """1 − cut: where later steps may propagate into this one."""
+        return 1.0 if self.cut is None else 1.0 - self.cut
+
+    def mask(self, x: Array) -> Array:
+        return x if self.valid is None else x * self.valid
+
+    def later_valid(self, like: Array) -> Array:
+        """1 where some later step is valid, i.e. the recursion has something to carry back."""
+        if self.valid is None:
+            return (_time_index(like) < like.shape[0] - 1).astype(like.dtype)
+        later = lax.cummax(self.valid[::-1], axis=0)[::-1]
+        return jnp.concatenate([later[1:], jnp.zeros_like(later[:1])], axis=0)
 
 
 def _sequence_args(fn: str, r_t: ArrayLike, discount_t: ArrayLike, **others: ArrayLike):
@@ -51,34 +65,41 @@ def _sequence_args(fn: str, r_t: ArrayLike, discount_t: ArrayLike, **others: Arr
 
 
 def _boundaries(fn: str, shape, truncated_t, valid_t, dtype) -> _Boundaries:
-    """Converts optional truncated/valid flags (bool or 0/1 numbers) to float arrays of `shape`."""
+    """Checks optional truncated/valid flags (bool or 0/1 numbers) and converts them to floats."""
 
-    def flag(name, value, default):
+    def flag(name, value):
         if value is None:
-            return jnp.full(shape, default, dtype)
+            return None
         arr = check_array(name, value, kind="bool_or_numeric", min_rank=1, fn=fn)
         if arr.shape != tuple(shape):
             raise ValueError(f"{fn}: argument `{name}` must have shape {tuple(shape)}, got {arr.shape}")
         return arr.astype(dtype)
 
-    return _Boundaries(cut=flag("truncated_t", truncated_t, 0.0), valid=flag("valid_t", valid_t, 1.0))
+    return _Boundaries(cut=flag("truncated_t", truncated_t), valid=flag("valid_t", valid_t))
 
 
-def _has_later_valid(valid: Array) -> Array:
-    """1 where some step after i (in time) is valid: the recursion has something to bootstrap on."""
-    later = lax.cummax(valid[::-1], axis=0)[::-1]
-    return jnp.concatenate([later[1:], jnp.zeros_like(later[:1])], axis=0)
+def _time_index(x: Array) -> Array:
+    """The time index broadcast against `x` ([T, 1, 1, ...])."""
+    return jnp.arange(x.shape[0]).reshape((-1,) + (1,) * (x.ndim - 1))
 
 
-def _backward_recursion(base: Array, coef: Array, valid: Array) -> Array:
+def _backward_recursion(base: Array, coef: Array, valid: Array | None = None) -> Array:
     """acc_i = base_i + coef_i·acc_{i+1} (acc_T = 0); invalid steps pass acc through, output 0."""
+    if valid is None:
 
-    def step(acc, xs):
+        def step(acc, xs):
+            acc = xs[0] + xs[1] * acc
+            return acc, acc
+
+        _, out = lax.scan(step, jnp.zeros_like(base[0]), (base, coef), reverse=True)
+        return out
+
+    def masked_step(acc, xs):
         b, c, v = xs
         new = b + c * acc
         return jnp.where(v > 0, new, acc), jnp.where(v > 0, new, 0.0)
 
-    _, out = lax.scan(step, jnp.zeros_like(base[0]), (base, coef, valid), reverse=True)
+    _, out = lax.scan(masked_step, jnp.zeros_like(base[0]), (base, coef, valid), reverse=True)
     return out
 
 
@@ -121,7 +142,7 @@ def lambda_returns(
     check_static_range(fn, "lambda_", lambda_, 0.0, 1.0)
     lam = check_broadcastable(fn, "lambda_", check_array("lambda_", lambda_, fn=fn), r_t.shape)
     flags = _boundaries(fn, r_t.shape, truncated_t, valid_t, r_t.dtype)
-    lam = lam * (1.0 - flags.cut) * _has_later_valid(flags.valid)
+    lam = lam * flags.keep() * flags.later_valid(r_t)
     base = r_t + discount_t * (1.0 - lam) * v_t
     out = _backward_recursion(base, discount_t * lam, flags.valid)
     return _maybe_stop(out, stop_target_gradients)
@@ -185,11 +206,12 @@ def n_step_returns(
     check_static_range(fn, "lambda_", lambda_, 0.0, 1.0)
     lam = check_broadcastable(fn, "lambda_", check_array("lambda_", lambda_, fn=fn), r_t.shape)
     flags = _boundaries(fn, r_t.shape, truncated_t, valid_t, r_t.dtype)
-    lam = lam * (1.0 - flags.cut)
-    # An invalid step becomes the identity: no reward, unit discount, full propagation.
-    r = r_t * flags.valid
-    d = jnp.where(flags.valid > 0, discount_t, 1.0)
-    lam = jnp.where(flags.valid > 0, lam, 1.0)
+    lam, r, d = lam * flags.keep(), r_t, discount_t
+    if flags.valid is not None:
+        # An invalid step becomes the identity: no reward, unit discount, full propagation.
+        r = flags.mask(r_t)
+        d = jnp.where(flags.valid > 0, discount_t, 1.0)
+        lam = jnp.where(flags.valid > 0, lam, 1.0)
     seq_len = r_t.shape[0]
     pad = [(0, n - 1)] + [(0, 0)] * (r_t.ndim - 1)
     r, d, lam, v = (jnp.pad(x, pad, mode="edge" if x is v_t else "constant") for x in (r, d, lam, v_t))
@@ -198,11 +220,14 @@ def n_step_returns(
     tail = tail.reshape((-1,) + (1,) * (r_t.ndim - 1))
     d, lam = jnp.where(tail, 1.0, d), jnp.where(tail, 1.0, lam)
     acc = v[n - 1 : n - 1 + seq_len]
+    mixing = not (isinstance(lambda_, (int, float)) and lambda_ == 1.0 and flags.cut is None)
     for k in reversed(range(n)):
         window = slice(k, k + seq_len)
-        acc = r[window] + d[window] * ((1.0 - lam[window]) * v[window] + lam[window] * acc)
-    out = acc * flags.valid
-    return _maybe_stop(out, stop_target_gradients)
+        if mixing:
+            acc = r[window] + d[window] * ((1.0 - lam[window]) * v[window] + lam[window] * acc)
+        else:
+            acc = r[window] + d[window] * acc
+    return _maybe_stop(flags.mask(acc), stop_target_gradients)
 
 
 def gae(
@@ -249,7 +274,7 @@ def gae(
     lam = check_broadcastable(fn, "lambda_", check_array("lambda_", lambda_, fn=fn), r_t.shape)
     flags = _boundaries(fn, r_t.shape, truncated_t, valid_t, r_t.dtype)
     delta = r_t + discount_t * v_next - values[:-1]
-    out = _backward_recursion(delta, discount_t * lam * (1.0 - flags.cut), flags.valid)
+    out = _backward_recursion(delta, discount_t * lam * flags.keep(), flags.valid)
     return _maybe_stop(out, stop_target_gradients)
 
 
@@ -282,9 +307,9 @@ def vtrace(
     lam = check_broadcastable(fn, "lambda_", check_array("lambda_", lambda_, fn=fn), r_t.shape)
     flags = _boundaries(fn, r_t.shape, truncated_t, valid_t, r_t.dtype)
     delta = jnp.minimum(clip_rho_threshold, rho) * (r_t + discount_t * v_t - v_tm1)
-    c = lam * jnp.minimum(clip_c_threshold, rho) * (1.0 - flags.cut)
+    c = lam * jnp.minimum(clip_c_threshold, rho) * flags.keep()
     corrections = _backward_recursion(delta, discount_t * c, flags.valid)
-    out = (v_tm1 + corrections) * flags.valid
+    out = flags.mask(v_tm1 + corrections)
     return _maybe_stop(out, stop_target_gradients)
 
 
@@ -317,13 +342,15 @@ def vtrace_pg_advantages(
     )
     flags = _boundaries(fn, r_t.shape, truncated_t, valid_t, r_t.dtype)
     # Correction of the next valid step: invalid steps carry it through, the end contributes 0.
-    corrections = (targets - v_tm1) * flags.valid
-    shifted = jnp.concatenate([corrections[1:], jnp.zeros_like(corrections[:1])], axis=0)
-    next_valid = jnp.concatenate([flags.valid[1:], jnp.zeros_like(flags.valid[:1])], axis=0)
-    next_correction = _backward_recursion(shifted, 1.0 - next_valid, jnp.ones_like(next_valid))
-    vs_next = v_t + (1.0 - flags.cut) * next_correction
+    corrections = flags.mask(targets - v_tm1)
+    next_correction = jnp.concatenate([corrections[1:], jnp.zeros_like(corrections[:1])], axis=0)
+    if flags.valid is not None:
+        # Invalid steps hand on the correction of the next valid one.
+        next_valid = jnp.concatenate([flags.valid[1:], jnp.zeros_like(flags.valid[:1])], axis=0)
+        next_correction = _backward_recursion(next_correction, 1.0 - next_valid)
+    vs_next = v_t + flags.keep() * next_correction
     adv = jnp.minimum(clip_pg_rho_threshold, rho) * (r_t + discount_t * vs_next - v_tm1)
-    return lax.stop_gradient(adv * flags.valid)
+    return lax.stop_gradient(flags.mask(adv))
 
 
 def _select(values: Array, actions: Array) -> Array:
@@ -378,10 +405,10 @@ def retrace(
     lam = check_broadcastable(fn, "lambda_", check_array("lambda_", lambda_, fn=fn), r_t.shape)
     flags = _boundaries(fn, r_t.shape, truncated_t, valid_t, r_t.dtype)
     c = lam * jnp.minimum(1.0, _select(pi_t, a_t) / (mu_t + eps))
-    c = c * (1.0 - flags.cut) * _has_later_valid(flags.valid)
+    c = c * flags.keep() * flags.later_valid(r_t)
     base = r_t + discount_t * (jnp.sum(pi_t * q_t, axis=-1) - c * _select(q_t, a_t))
     targets = _maybe_stop(_backward_recursion(base, discount_t * c, flags.valid), stop_target_gradients)
-    return (targets - _select(q_tm1, a_tm1)) * flags.valid
+    return flags.mask(targets - _select(q_tm1, a_tm1))
 
 
 def q_lambda(
@@ -451,8 +478,7 @@ def discounted_cumulative_reward(
     ends = terminal.astype(reward.dtype)
     size = reward.shape[0]
     inside = gamma * (1.0 - ends)
-    everywhere = jnp.ones_like(reward)
-    totals = _backward_recursion(reward, inside, everywhere)
+    totals = _backward_recursion(reward, inside)
     if 0 < horizon < size:
         # Remove what lies beyond the horizon when that part is still in the same episode.
         later = jnp.concatenate([totals[horizon:], jnp.zeros_like(totals[:horizon])], axis=0)
@@ -460,14 +486,9 @@ def discounted_cumulative_reward(
     if horizon != 1:
         # γ^(N−i) for the steps of an episode still running at the end of the batch.
         is_last = _time_index(reward) == size - 1
-        reach = _backward_recursion(jnp.where(is_last, inside, 0.0), inside, everywhere)
+        reach = _backward_recursion(jnp.where(is_last, inside, 0.0), inside)
         totals = totals + reach * final
     return totals
-
-
-def _time_index(x: Array) -> Array:
-    """The time index broadcast against `x` ([T, 1, 1, ...])."""
-    return jnp.arange(x.shape[0]).reshape((-1,) + (1,) * (x.ndim - 1))
 
 
 def _no_end_within(ends: Array, horizon: int) -> Array:
@@ -554,7 +575,7 @@ def agentnet_n_step_reference(
     ends = agentnet_end_indicator(alive, end_at_tmax) > 0
     base = jnp.where(ends, rewards, jnp.where(bootstrap, rewards + gamma * next_values, rewards))
     coef = jnp.where(ends | bootstrap, 0.0, gamma)
-    ref = _backward_recursion(base.T, coef.T, jnp.ones((ticks, batch), values.dtype)).T
+    ref = _backward_recursion(base.T, coef.T).T
     if crop_last:
         ref = ref.at[:, -1].set(values[:, -1])
     return ref

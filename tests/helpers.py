@@ -34,7 +34,7 @@ def floats(shape, low=-5.0, high=5.0):
     """A float32 array strategy with bounded, finite entries (bounds rounded to float32)."""
     low, high = float(np.float32(low)), float(np.float32(high))
     return hnp.arrays(
-        np.float32, shape, elements=st.floats(low, high, width=32, allow_nan=False, allow_infinity=False)
+        np.float32, shape, elements=st.floats(low, high, width=32, allow_nan=False, allow_infinity=False, allow_subnormal=False)
     )
 
 
