@@ -17,6 +17,23 @@ from fnrl.returns import (
     vtrace,
     vtrace_pg_advantages,
 )
+from fnrl.exploration import (
+    OUNoise,
+    OUState,
+    boltzmann,
+    constant_schedule,
+    episode_decay_noise,
+    epsilon_greedy,
+    epsilon_greedy_probs,
+    explore_continuous,
+    explore_discrete,
+    gaussian_noise,
+    greedy,
+    half_life_decay,
+    linear_anneal,
+    ornstein_uhlenbeck,
+    probabilistic,
+)
 from fnrl.policy_gradients import (
     A2CLossParts,
     PPOClipInfo,

@@ -65,7 +65,7 @@ def check_array(
     where = f"{fn}: " if fn else ""
     try:
         arr = jnp.asarray(x)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise ValueError(f"{where}argument `{name}` must be an array, got {type(x).__name__}") from err
     if not _dtype_ok(arr.dtype, kind):
         raise ValueError(
