@@ -17,6 +17,25 @@ from fnrl.returns import (
     vtrace,
     vtrace_pg_advantages,
 )
+from fnrl.distributions import (
+    TENSORFORCE_MAX_LOG_STD,
+    TENSORFORCE_MIN_LOG_STD,
+    BetaParams,
+    Distribution,
+    GaussianParams,
+    bernoulli,
+    beta_distribution,
+    beta_mean,
+    beta_params_from_outputs,
+    categorical,
+    categorical_log_probs,
+    categorical_logits_from_probs,
+    categorical_probs,
+    default_distribution,
+    diag_gaussian,
+    gaussian_params_from_outputs,
+    squashed_gaussian,
+)
 from fnrl.exploration import (
     OUNoise,
     OUState,
