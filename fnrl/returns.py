@@ -84,7 +84,10 @@ def _time_index(x: Array) -> Array:
 
 
 def _backward_recursion(base: Array, coef: Array, valid: Array | None = None) -> Array:
-    """acc_i = base_i + coef_i·acc_{i+1} (acc_T = 0); invalid steps pass acc through, output 0."""
+    """acc_i = base_i + coef_i·acc_{i+1} (acc_T = 0); invalid steps pass acc through, output 0.
+
+    `coef` (and `valid`) may have size-1 trailing axes that broadcast against `base`.
+    """
     if valid is None:
 
         def step(acc, xs):
@@ -478,17 +481,20 @@ def discounted_cumulative_reward(
     ends = terminal.astype(reward.dtype)
     size = reward.shape[0]
     inside = gamma * (1.0 - ends)
-    totals = _backward_recursion(reward, inside)
+    with_final = horizon != 1
+    if with_final:
+        # One scan for both sums: the rewards, and γ^(N−i) for steps whose episode is still
+        # running at the end of the batch (the weight of `final_reward`).
+        is_last = _time_index(reward) == size - 1
+        both = jnp.stack([reward, jnp.where(is_last, inside, 0.0)], axis=-1)
+        totals, reach = jnp.moveaxis(_backward_recursion(both, inside[..., None]), -1, 0)
+    else:
+        totals = _backward_recursion(reward, inside)
     if 0 < horizon < size:
         # Remove what lies beyond the horizon when that part is still in the same episode.
         later = jnp.concatenate([totals[horizon:], jnp.zeros_like(totals[:horizon])], axis=0)
         totals = totals - _no_end_within(ends, horizon) * gamma**horizon * later
-    if horizon != 1:
-        # γ^(N−i) for the steps of an episode still running at the end of the batch.
-        is_last = _time_index(reward) == size - 1
-        reach = _backward_recursion(jnp.where(is_last, inside, 0.0), inside)
-        totals = totals + reach * final
-    return totals
+    return totals + reach * final if with_final else totals
 
 
 def _no_end_within(ends: Array, horizon: int) -> Array:
@@ -572,18 +578,25 @@ def agentnet_n_step_reference(
     else:
         # Blocks are anchored at the last tick (the pre-last one with crop_last).
         bootstrap = (ticks - 1 - jnp.arange(ticks) + int(crop_last)) % n_steps == 0
-    ends = agentnet_end_indicator(alive, end_at_tmax) > 0
-    base = jnp.where(ends, rewards, jnp.where(bootstrap, rewards + gamma * next_values, rewards))
-    coef = jnp.where(ends | bootstrap, 0.0, gamma)
-    ref = _backward_recursion(base.T, coef.T).T
+    base = jnp.where(bootstrap, rewards + gamma * next_values, rewards)
+    coef = jnp.where(bootstrap, 0.0, gamma)
+    if alive is not None or end_at_tmax:
+        ends = agentnet_end_indicator(_agentnet_alive_or_ones(alive, values.shape), end_at_tmax) > 0
+        base, coef = jnp.where(ends, rewards, base), jnp.where(ends, 0.0, coef)
+    ref = _backward_recursion(base.T, jnp.broadcast_to(coef, (coef.shape[0], ticks)).T).T
     if crop_last:
         ref = ref.at[:, -1].set(values[:, -1])
     return ref
 
 
-def _agentnet_alive(fn: str, is_alive, shape) -> Array:
+def _agentnet_alive_or_ones(alive: Array | None, shape) -> Array:
+    return jnp.ones(shape, jnp.float32) if alive is None else alive
+
+
+def _agentnet_alive(fn: str, is_alive, shape) -> Array | None:
+    """The checked `is_alive` as floats, or None when every session is always alive."""
     if is_alive is None or (isinstance(is_alive, str) and is_alive == "always"):
-        return jnp.ones(shape, jnp.float32)
+        return None
     alive = check_array("is_alive", is_alive, kind="bool_or_numeric", rank=2, fn=fn)
     if alive.shape != tuple(shape):
         raise ValueError(f"{fn}: argument `is_alive` must have shape {tuple(shape)}, got {alive.shape}")
@@ -599,7 +612,9 @@ def _agentnet_gammas(fn: str, gamma_or_gammas, shape) -> Array:
                 f"got {gamma.shape}"
             )
         gamma = gamma[:, None]
-    return check_broadcastable(fn, "gamma_or_gammas", gamma, shape)
+    check_broadcastable(fn, "gamma_or_gammas", gamma, shape)
+    # Kept in its own broadcastable shape (rank 2): a scalar discount stays one number per tick.
+    return gamma.reshape((1, 1)) if gamma.ndim == 0 else gamma
 
 
 def _agentnet_after_end(fn: str, after_end, batch: int, dtype) -> Array:
