@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import platform
 import statistics
 import time
 from typing import Callable, NamedTuple
@@ -29,6 +28,7 @@ from jax import lax
 from tqdm import tqdm
 
 import fnrl
+from benchmarks._report import update_section
 
 GAMMA, LAM, N_STEP, HORIZON, ACTIONS = 0.99, 0.95, 5, 10, 4
 
@@ -348,28 +348,14 @@ NOTES = """Reading the table:
   2–3× slower at 1024×256, so fnrl keeps `lax.scan`."""
 
 
-def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {jax.device_count()} × {jax.devices()[0].platform}, " \
-           f"jax {jax.__version__}, Python {platform.python_version()}"
-
-
 def write_benchmarks_md(table: str, command: str, repeats: int) -> None:
-    path = pathlib.Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-    begin, end = "<!-- returns_bench:begin -->", "<!-- returns_bench:end -->"
-    section = (
-        f"{begin}\n## Value references (`benchmarks/returns_bench.py`)\n\n"
-        f"Command: `{command}` — machine: {machine()}; {time.strftime('%Y-%m-%d')}.\n"
+    body = (
         f"Run time is the median of {repeats} runs ({4 * repeats} at 128×64) after compilation, fnrl and "
         f"the scan baseline interleaved in alternating order; compile time (lower + compile) is "
         f"separate. \"speed vs X\" = X's run time / fnrl's run time, both measured in the same run "
-        f"(> 1 means fnrl is faster).\n\n{table}\n\n{NOTES}\n{end}"
+        f"(> 1 means fnrl is faster).\n\n{table}\n\n{NOTES}"
     )
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEvery figure here comes from a script in `benchmarks/` that anyone can run.\n"
-    if begin in text:
-        text = text[: text.index(begin)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
+    update_section("returns_bench", "Value references (`benchmarks/returns_bench.py`)", command, body)
 
 
 def plot(rows: list[dict], out: pathlib.Path) -> None:

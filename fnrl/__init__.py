@@ -1,7 +1,9 @@
 """fnrl: a functional, pure-JAX toolkit for deep reinforcement learning.
 
-The flat public API: every building block is re-exported here (`fnrl.gae`, `fnrl.q_learning`, ...);
-the modules (`fnrl.returns`, `fnrl.value_learning`, ...) stay importable for namespaced use.
+The flat public API: the building blocks are re-exported here (`fnrl.gae`, `fnrl.q_learning`, ...);
+the modules (`fnrl.returns`, `fnrl.value_learning`, ...) stay importable for namespaced use, and a few
+generic names live only there (`fnrl.checkpoint.save`/`restore`/`latest`, `fnrl.preprocessing.clip`/
+`stack`/`from_spec`, `fnrl.networks.counter`/`switch`); environments are `fnrl.envs`.
 """
 
 from fnrl.returns import (
@@ -16,6 +18,52 @@ from fnrl.returns import (
     retrace,
     vtrace,
     vtrace_pg_advantages,
+)
+from fnrl.checkpoint import CheckpointError
+from fnrl.networks import (
+    MLP,
+    AttentionOutput,
+    Augmentation,
+    BahdanauAttention,
+    BernoulliPolicyHead,
+    BetaPolicyHead,
+    CategoricalPolicyHead,
+    DistributionalQHead,
+    DuelingQHead,
+    Embedding,
+    Gate,
+    GaussianPolicyHead,
+    GRUCell,
+    ImpalaCNN,
+    LayeredNetwork,
+    LSTMCell,
+    LSTMCellState,
+    NAFHead,
+    NAFOutput,
+    NatureCNN,
+    QHead,
+    RNNCell,
+    ValueHead,
+    clip_gradient,
+    dueling_combine,
+    network_from_spec,
+    stack_augmentation,
+    window_augmentation,
+)
+from fnrl.optimizers import partial_target_update, periodic_target_update, polyak_target_update
+from fnrl.preprocessing import (
+    Preprocessor,
+    RunningStats,
+    frame_stack,
+    grayscale,
+    image_resize,
+    reward_normalize,
+    running_standardize,
+    running_stats_all_reduce,
+    running_stats_init,
+    running_stats_merge,
+    running_stats_update,
+    standardize,
 )
 from fnrl.distributions import (
     TENSORFORCE_MAX_LOG_STD,
@@ -69,6 +117,17 @@ from fnrl.policy_gradients import (
     trpo_surrogate,
     value_loss,
 )
+from fnrl.rollout import (
+    PolicyOutput,
+    RolloutCarry,
+    Trajectory,
+    collect,
+    make_act,
+    replay,
+    rollout_init,
+    unroll,
+)
+from fnrl.types import Env, EnvSpec, Spec, TimeStep
 from fnrl.value_learning import (
     absolute_loss,
     agentnet_a2c_objective,
@@ -102,3 +161,12 @@ from fnrl.value_learning import (
 )
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `fnrl.envs` imports envpool, which is slow to load: only on first use.
+    if name == "envs":
+        import importlib
+
+        return importlib.import_module(f"fnrl.{name}")
+    raise AttributeError(f"module 'fnrl' has no attribute {name!r}")
