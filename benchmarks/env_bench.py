@@ -77,6 +77,25 @@ def _numpy_actions(rng: np.random.Generator, spec: Spec, n: int) -> np.ndarray:
     return rng.uniform(low, high, size=(n,) + spec.shape).astype(np.float32)
 
 
+def envpool_raw_rate(env_id: str, num_envs: int, steps: int, repeats: int) -> float:
+    """envpool's own sync `step`, no fnrl in the loop: the adapter's overhead is the gap to this."""
+    import envpool
+
+    pool = envpool.make_gymnasium(env_id, num_envs=num_envs)
+    space, rng = pool.action_space, np.random.default_rng(0)
+    pool.reset()
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            if hasattr(space, "n"):
+                pool.step(rng.integers(0, space.n, size=num_envs).astype(np.int32))
+            else:
+                pool.step(rng.uniform(space.low, space.high, size=(num_envs,) + space.shape).astype(np.float32))
+        runs.append(time.perf_counter() - start)
+    return num_envs * steps / statistics.median(runs)
+
+
 def envpool_sync_rate(env_id: str, num_envs: int, steps: int, repeats: int) -> float:
     env = envs.make(env_id, backend="envpool", num_envs=num_envs)
     spec, rng = env.spec().action, np.random.default_rng(0)
@@ -101,7 +120,7 @@ def envpool_async_rate(env_id: str, num_envs: int, steps: int, repeats: int) -> 
         start = time.perf_counter()
         for _ in range(steps):
             state, env_ids, _ = env.recv(state)
-            state = env.send(state, _numpy_actions(rng, spec, len(env_ids)), env_ids)
+            env.send(state, _numpy_actions(rng, spec, len(env_ids)), env_ids)
         runs.append(time.perf_counter() - start)
     state.close()
     return batch * steps / statistics.median(runs)
@@ -126,8 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     pool_rows = []
     for env_id in tqdm(ENVPOOL_IDS, desc="envpool"):
         steps = args.steps if env_id == "CartPole-v1" else max(50, args.steps // 5)
+        raw = [envpool_raw_rate(env_id, n, steps, args.repeats) for n in ENVPOOL_NUM_ENVS]
         sync = [envpool_sync_rate(env_id, n, steps, args.repeats) for n in ENVPOOL_NUM_ENVS]
         asyn = [envpool_async_rate(env_id, n, steps, args.repeats) for n in ENVPOOL_NUM_ENVS]
+        pool_rows.append(f"| {env_id} | raw envpool `step` (no fnrl) | " + " | ".join(f"{r:,.0f}" for r in raw) + " |")
         pool_rows.append(f"| {env_id} | sync | " + " | ".join(f"{r:,.0f}" for r in sync) + " |")
         pool_rows.append(f"| {env_id} | async (batch = envs/2) | " + " | ".join(f"{r:,.0f}" for r in asyn) + " |")
     pool_table = "\n".join(

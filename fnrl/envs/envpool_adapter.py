@@ -309,15 +309,6 @@ class _Adapter(NamedTuple):
 _MAX_BASE_SEED = 2**30  # envpool adds the env index to the base seed; keep it inside int32
 
 
-# One dispatch per step instead of one per array op; kept on the CPU, where the host loop reads it.
-_jit_stats_update = jax.jit(episode_stats_update)
-
-
-@functools.cache
-def _cpu() -> Any:
-    return jax.devices("cpu")[0]
-
-
 def _check_count(fn: str, name: str, value: Any, high: Optional[int] = None) -> int:
     if not _is_int(value) or value < 1 or (high is not None and value > high):
         bound = f" and <= {high}" if high is not None else ""
@@ -353,9 +344,17 @@ def _start(ad: _Adapter, key: Optional[PRNGKey]) -> EnvpoolState:
     _spaces(pool)  # built once here, quietly; `recv` reuses them
     pool.async_reset()
     no_step = TimeStep(None, np.zeros(ad.num_envs, np.float32), *(np.zeros(ad.num_envs, bool),) * 3)
-    stats = jax.tree.map(np.asarray, episode_stats_init(no_step))
+    stats = EpisodeStats(*(np.asarray(x) for x in episode_stats_init(no_step)))
     no = np.zeros(ad.num_envs, bool)
     return EnvpoolState(_PoolHandle(pool), no, no, stats)
+
+
+def _map_spec(fn: Callable[[Spec, Any], Any], spec: PyTree, tree: PyTree) -> PyTree:
+    """`fn(spec, x)` over a spec pytree and a matching tree; a single spec skips the tree walk,
+    which costs more than an envpool step of a cheap env."""
+    if isinstance(spec, Spec):
+        return fn(spec, tree)
+    return jax.tree.map(fn, spec, tree, is_leaf=lambda x: isinstance(x, Spec))
 
 
 def _host_action(ad: _Adapter, action: PyTree, n: int) -> PyTree:
@@ -378,7 +377,7 @@ def _host_action(ad: _Adapter, action: PyTree, n: int) -> PyTree:
             raise ValueError(f"{ad.fn}: argument `action` must be numeric, got dtype {a.dtype}")
         return a
 
-    return jax.tree.map(convert, ad.spec.action, action, is_leaf=lambda x: isinstance(x, Spec))
+    return _map_spec(convert, ad.spec.action, action)
 
 
 def _send(ad: _Adapter, state: EnvpoolState, action: PyTree, env_id: np.ndarray) -> None:
@@ -395,8 +394,7 @@ def _receive(ad: _Adapter, state: EnvpoolState) -> tuple[EnvpoolState, np.ndarra
     after_done, started = state.after_done.copy(), state.started.copy()
     after_done[env_id] = terminated | truncated
     started[env_id] = True
-    obs = jax.tree.map(lambda s, x: np.asarray(x, s.dtype), ad.spec.observation, obs,
-                       is_leaf=lambda x: isinstance(x, Spec))
+    obs = _map_spec(lambda s, x: np.asarray(x, s.dtype), ad.spec.observation, obs)
     timestep = TimeStep(obs, np.asarray(reward, np.float32), terminated, truncated, valid)
     counted = timestep._replace(valid=valid & state.started[env_id])
     stats = _track(ad, state.episode_stats, env_id, counted, info)
@@ -413,15 +411,19 @@ def _track(ad: _Adapter, stats: EpisodeStats, env_id: np.ndarray, ts: TimeStep, 
     if ad.is_atari:
         reward, terminated = info["reward"], np.asarray(info["terminated"], bool)
 
+    whole_batch_in_order = len(env_id) == ad.num_envs and env_id[0] == 0 and env_id[-1] == ad.num_envs - 1 \
+        and bool((np.diff(env_id) == 1).all())
+
     def full(x: np.ndarray, dtype: Any) -> np.ndarray:
+        if whole_batch_in_order:  # sync mode: no scatter needed
+            return np.asarray(x, dtype)
         out = np.zeros(ad.num_envs, dtype)
         out[env_id] = x
         return out
 
     rows = TimeStep(None, full(reward, np.float32), full(terminated, bool), full(ts.truncated, bool),
                     full(ts.valid, bool))
-    with jax.default_device(_cpu()):
-        return jax.tree.map(np.asarray, _jit_stats_update(stats, rows))
+    return episode_stats_update(stats, rows)
 
 
 # --------------------------------------------------------------------------------------------

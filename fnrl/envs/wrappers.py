@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from fnrl._validation import check_array
@@ -254,18 +255,25 @@ def episode_stats_update(stats: EpisodeStats, timestep: TimeStep) -> EpisodeStat
 
     For a valid step: `G += r`, `L += 1`; if it is done, `(last_return, last_length) = (G, L)`,
     `num_episodes += 1` and `G = L = 0`. An invalid step (`valid=False`) changes nothing.
+    Written with plain array arithmetic, so NumPy inputs stay NumPy (no device round trip in a
+    host loop) and JAX inputs stay traceable.
     """
-    valid = check_array("timestep.valid", timestep.valid, kind="bool", fn="episode_stats_update")
-    reward = check_array("timestep.reward", timestep.reward, kind="float", fn="episode_stats_update")
+    for name, value, kind in (("valid", timestep.valid, "bool"), ("reward", timestep.reward, "float")):
+        dtype = getattr(value, "dtype", None)
+        if dtype is None or not (dtype == bool if kind == "bool" else np.issubdtype(dtype, np.floating)):
+            raise ValueError(f"episode_stats_update: argument `timestep.{name}` must be a {kind} array, "
+                             f"got {type(value).__name__} of dtype {dtype}")
+    valid = timestep.valid
     done = timestep.done & valid
-    ret = stats.episode_return + jnp.where(valid, reward, 0).astype(reward.dtype)
-    length = stats.episode_length + valid.astype(jnp.int32)
+    ret = stats.episode_return + timestep.reward * valid
+    length = stats.episode_length + valid.astype(np.int32)
+    ongoing = ~done
     return EpisodeStats(
-        episode_return=jnp.where(done, jnp.zeros_like(ret), ret),
-        episode_length=jnp.where(done, 0, length),
-        last_return=jnp.where(done, ret, stats.last_return),
-        last_length=jnp.where(done, length, stats.last_length),
-        num_episodes=stats.num_episodes + done.astype(jnp.int32),
+        episode_return=ret * ongoing,
+        episode_length=length * ongoing,
+        last_return=stats.last_return + done * (ret - stats.last_return),
+        last_length=stats.last_length + done * (length - stats.last_length),
+        num_episodes=stats.num_episodes + done.astype(np.int32),
     )
 
 
