@@ -158,7 +158,10 @@ def main(argv: list[str] | None = None) -> None:
     body = (f"Env steps per second with random actions, median of {args.repeats} runs of {args.steps} vectorized "
             f"steps (envpool Atari/MuJoCo: {max(50, args.steps // 5)}). Pure-JAX: one jitted `lax.scan`, compile "
             f"time separate; envpool: host loop through fnrl's adapter (`valid` flags and episode statistics "
-            f"included).\n\n### Pure-JAX backend\n\n{jax_table}\n\n### envpool backend\n\n{pool_table}")
+            f"included).\n\n### Pure-JAX backend\n\n{jax_table}\n\n### envpool backend\n\n{pool_table}\n\n"
+            "The adapter adds roughly 50 µs of host work per step (action checks, `valid` flags, episode "
+            "statistics): about half of raw envpool's rate on a single cheap CartPole, close to raw for Pong "
+            "and HalfCheetah, whose steps cost more.")
     print(body)
     if args.write:
         update_section("env_bench", "Environments (`benchmarks/env_bench.py`)",
