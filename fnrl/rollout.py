@@ -42,7 +42,9 @@ class Trajectory(NamedTuple):
 
     `terminated`/`truncated` describe o_{i+1}; `valid[i]` is False where the env ignored the
     action (the reset step after a done one); `first[i]` marks the first tick of an episode
-    (memory was reset before it); `memory[i]` is the memory after tick i (AgentNet's hidden_seq).
+    (memory was reset before it); `memory[i]` is the memory after tick i (AgentNet's hidden_seq);
+    `env_info[i]` is `env_info(env_state)` after step i when the rollout was given such a
+    function (e.g. `fnrl.envs.wrappers.episode_stats`), else `()`.
     """
 
     observation: PyTree
@@ -54,6 +56,7 @@ class Trajectory(NamedTuple):
     first: Array
     extras: PyTree
     memory: PyTree
+    env_info: PyTree = ()
 
 
 class RolloutCarry(NamedTuple):
@@ -97,6 +100,7 @@ def unroll(
     carry: RolloutCarry,
     length: int,
     initial_memory: PyTree = None,
+    env_info: Callable[[Any], PyTree] | None = None,
 ) -> tuple[RolloutCarry, Trajectory]:
     """Plays `policy_step` in a pure-JAX `env` for `length` ticks inside one `lax.scan`.
 
@@ -120,6 +124,7 @@ def unroll(
             observation=carry.timestep.observation, action=out.action, reward=timestep.reward,
             terminated=timestep.terminated, truncated=timestep.truncated, valid=timestep.valid,
             first=carry.first, extras=out.extras, memory=out.memory,
+            env_info=() if env_info is None else env_info(env_state),
         )
         return RolloutCarry(env_state, timestep, out.memory, ~timestep.valid, key), record
 
@@ -176,6 +181,7 @@ def collect(
     carry: RolloutCarry,
     length: int,
     initial_memory: PyTree = None,
+    env_info: Callable[[Any], PyTree] | None = None,
 ) -> tuple[RolloutCarry, Trajectory]:
     """The host-loop twin of `unroll`: the same ticks, for envs that step on the host (envpool).
 
@@ -196,6 +202,7 @@ def collect(
             observation=carry.timestep.observation, action=out.action, reward=timestep.reward,
             terminated=timestep.terminated, truncated=timestep.truncated, valid=timestep.valid,
             first=carry.first, extras=out.extras, memory=out.memory,
+            env_info=() if env_info is None else env_info(env_state),
         ))
         carry = RolloutCarry(env_state, timestep, out.memory, ~np.asarray(timestep.valid), key)
     trajectory = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *records)

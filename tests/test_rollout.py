@@ -157,3 +157,14 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="`first`"):
         rollout.replay(policy, jax.random.PRNGKey(0), jnp.zeros((3, NUM_ENVS, 1)), jnp.zeros((3, NUM_ENVS), jnp.int32),
                        jnp.zeros((3, NUM_ENVS)), MEMORY)
+
+
+def test_env_info_is_recorded_after_each_step():
+    env, policy = countdown_env(), functools.partial(counting_policy, 1.0)
+    carry = rollout.rollout_init(env, jax.random.PRNGKey(6), MEMORY)
+    info = lambda state: state.count  # noqa: E731
+    _, traj = rollout.unroll(policy, env, carry, 10, env_info=info)
+    _, traj_host = rollout.collect(policy, env, carry, 10, env_info=info)
+    obs = np.asarray(traj.observation)[..., 0]
+    np.testing.assert_array_equal(np.asarray(traj.env_info)[:-1], obs[1:])  # count after step i = o_{i+1}
+    np.testing.assert_array_equal(traj_host.env_info, traj.env_info)
