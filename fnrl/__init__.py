@@ -50,7 +50,28 @@ from fnrl.networks import (
     stack_augmentation,
     window_augmentation,
 )
-from fnrl.optimizers import partial_target_update, periodic_target_update, polyak_target_update
+from fnrl.optimizers import (
+    ConjugateGradientInfo,
+    ESInfo,
+    LineSearchInfo,
+    NaturalGradientInfo,
+    NaturalGradientStepInfo,
+    centered_ranks,
+    clipped_step,
+    conjugate_gradient,
+    es_gradient,
+    es_step,
+    fisher_vector_product,
+    line_search,
+    multi_step,
+    natural_gradient,
+    natural_gradient_direction,
+    natural_gradient_step,
+    optimized_step,
+    partial_target_update,
+    periodic_target_update,
+    polyak_target_update,
+)
 from fnrl.preprocessing import (
     Preprocessor,
     RunningStats,

@@ -17,19 +17,44 @@ functions compute its next value:
 
 All work on any pytree of arrays (haiku params, a tuple of them, ...), preserve each leaf's
 dtype, and run under `jit` / `vmap` with a traced `step` or `tau`.
+
+Loss-closure optimizers (seed-features G1–G16, A12)
+---------------------------------------------------
+TensorForce optimizers return *deltas* for the variables — optax's `updates`, applied by
+`optax.apply_updates` — so plain gradient optimizers (G2 `adam`, `nadam`, `rmsprop`, ...; G16
+AgentNet's `lasagne.updates`) are optax's, and those needing only gradients are optax
+transformations here too (`clipped_step`; `natural_gradient`, given a `kl_fn` extra argument).
+The others evaluate the loss at new points, so they take closures `loss_fn(params) -> scalar`:
+
+* `conjugate_gradient`, `line_search` — TensorForce's solvers, as pure functions.
+* `fisher_vector_product`, `natural_gradient_direction`, `natural_gradient_step` — TRPO's
+  natural-gradient step with backtracking (TensorForce `optimized_step(natural_gradient)`).
+* `es_gradient`, `es_step`, `centered_ranks` — evolution strategies (TensorForce `evolutionary`).
+* `multi_step`, `optimized_step` — repeat, or line-search, any optax optimizer's step.
+
+Loops are `lax.while_loop` / `lax.scan`, so TensorForce's `*_unroll_loop` flags have no
+counterpart. A separate baseline optimizer (TensorForce `baseline_optimizer`, G15) is a second
+optax optimizer with its own state over the baseline's own params pytree, stepped on the
+baseline's regression loss, e.g. `multi_step(optax.adam(1e-3), baseline_loss, ...,
+num_steps=5)` as in TensorForce's `TestVPGBaselines`; when both live in one params tree,
+`optax.multi_transform` routes each part to its optimizer.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence, Union
+from typing import Callable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from jax import lax
+from jax.flatten_util import ravel_pytree
+from optax import tree_utils as otu
 
 from fnrl._validation import check_array, check_static_range
-from fnrl.types import Array, ArrayLike, PyTree
+from fnrl.types import Array, ArrayLike, PRNGKey, PyTree, Scalar
 
 # A haiku predicate `(module_name, param_name, value) -> bool`, or module-name prefixes.
 SharedSpec = Union[str, Sequence[str], Callable[[str, str, Array], bool]]
@@ -205,3 +230,732 @@ def partial_target_update(
     else:
         rest = periodic_target_update(target_rest, online_rest, step, period, tau)
     return hk.data_structures.merge(online_shared, rest)
+
+
+# --------------------------------------------------------------------------------------------
+# Loss-closure optimizers: shared checks.
+
+LossFn = Callable[[PyTree], Array]
+
+
+def _check_callable(fn: str, name: str, f: object) -> None:
+    if not callable(f):
+        raise ValueError(f"{fn}: argument `{name}` must be callable, got {type(f).__name__}")
+
+
+def _check_float_tree(fn: str, name: str, tree: PyTree) -> PyTree:
+    """Every leaf of `tree` must be a floating-point array; returns the tree of jax arrays."""
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    if not leaves:
+        raise ValueError(f"{fn}: argument `{name}` must hold at least one array, got {tree!r}")
+    for path, leaf in leaves:
+        check_array(f"{name}{jax.tree_util.keystr(path)}", leaf, kind="float", fn=fn)
+    return jax.tree.map(jnp.asarray, tree)
+
+
+def _check_like(fn: str, name: str, tree: PyTree, ref_name: str, ref: PyTree) -> None:
+    """`tree` must have the tree structure and leaf shapes of `ref`."""
+    if jax.tree.structure(tree) != jax.tree.structure(ref):
+        raise ValueError(
+            f"{fn}: argument `{name}` must have the tree structure of `{ref_name}`, got "
+            f"{jax.tree.structure(tree)} and {jax.tree.structure(ref)}"
+        )
+    for (path, r), t in zip(jax.tree_util.tree_leaves_with_path(ref), jax.tree.leaves(tree)):
+        if jnp.shape(r) != jnp.shape(t):
+            raise ValueError(
+                f"{fn}: argument `{name}` at {jax.tree_util.keystr(path)} has shape "
+                f"{jnp.shape(t)}, `{ref_name}` has {jnp.shape(r)}"
+            )
+
+
+def _check_scalar_fn(fn: str, name: str, f: Callable, *args: PyTree) -> np.dtype:
+    """`f(*args)` must return a float scalar; checked abstractly (traced, not run). Returns its dtype."""
+    _check_callable(fn, name, f)
+    out = jax.eval_shape(f, *args)
+    if getattr(out, "shape", None) != () or not jnp.issubdtype(out.dtype, jnp.floating):
+        raise ValueError(f"{fn}: argument `{name}` must return a float scalar, got {out}")
+    return out.dtype
+
+
+def _check_int(fn: str, name: str, value: object, low: int) -> None:
+    """A static (Python) integer >= low: it sets a loop length or an array shape."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{fn}: argument `{name}` must be a Python int, got {value!r}")
+    check_static_range(fn, name, value, low)
+
+
+def _check_scalar(fn: str, name: str, value: ArrayLike, low: float, strict: bool = False) -> None:
+    """A numeric scalar >= low (> low if strict); traced values are checked for rank only."""
+    check_array(name, value, kind="numeric", rank=0, fn=fn)
+    check_static_range(fn, name, value, low)
+    if strict and isinstance(value, (int, float, np.number)) and value == low:
+        raise ValueError(f"{fn}: argument `{name}` must be > {low}, got {value}")
+
+
+def _check_key(fn: str, key: PRNGKey) -> None:
+    """A typed key (`jax.random.key`) or a raw uint32 key (`jax.random.PRNGKey`)."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if key.ndim != 0:
+            raise ValueError(f"{fn}: argument `key` must be a single PRNG key, got shape {key.shape}")
+        return
+    check_array("key", key, kind="int", rank=1, fn=fn)
+
+
+# --------------------------------------------------------------------------------------------
+# Solvers: conjugate gradient and backtracking line search (TensorForce G11–G14).
+
+
+class ConjugateGradientInfo(NamedTuple):
+    """Diagnostics of `conjugate_gradient`."""
+
+    iterations: Array  # int32 scalar: iterations run (<= max_iterations)
+    squared_residual: Array  # r_tᵀ r_t of the recursion at the returned x
+
+
+def conjugate_gradient(
+    matvec: Callable[[PyTree], PyTree],
+    b: PyTree,
+    *,
+    max_iterations: int = 20,
+    damping: Scalar = 0.0,
+    residual_tol: Scalar = 1e-10,
+    x0: Optional[PyTree] = None,
+) -> tuple[PyTree, ConjugateGradientInfo]:
+    """Solves (A + λI) x = b for a symmetric positive-definite A given as a product `v ↦ A v`.
+
+    Conjugate gradient (Hestenes & Stiefel, 1952, "Methods of conjugate gradients for solving
+    linear systems"; TensorForce `ConjugateGradient`, damping λ added to every product):
+
+        r_0 = b − (A + λI) x_0,   p_0 = r_0
+        α_t = r_tᵀr_t / p_tᵀ(A + λI)p_t
+        x_{t+1} = x_t + α_t p_t,   r_{t+1} = r_t − α_t (A + λI)p_t
+        p_{t+1} = r_{t+1} + (r_{t+1}ᵀr_{t+1} / r_tᵀr_t) p_t
+
+    stopping after `max_iterations` or as soon as r_tᵀr_t <= `residual_tol` (absolute; the
+    default is modular_rl's TRPO value, TensorForce uses 1e-6). Vectors are any pytree shaped
+    like `b` (e.g. haiku params), so Fisher-vector products need no flattening. A `lax.while_loop`
+    runs the iterations: jit/vmap-friendly, not reverse-differentiable.
+
+    Args:
+      matvec: the linear map v ↦ A v on pytrees shaped like `b`.
+      b: the right-hand side, a pytree of float arrays.
+      max_iterations: Python int >= 0 (TensorForce `cg_max_iterations`, default 20).
+      damping: λ >= 0 (TensorForce `cg_damping`).
+      residual_tol: stop once the squared residual norm is at most this.
+      x0: initial guess shaped like `b`; zeros if None.
+
+    Returns:
+      `(x, ConjugateGradientInfo)`.
+    """
+    fn = "conjugate_gradient"
+    _check_callable(fn, "matvec", matvec)
+    b = _check_float_tree(fn, "b", b)
+    _check_int(fn, "max_iterations", max_iterations, 0)
+    _check_scalar(fn, "damping", damping, 0.0)
+    _check_scalar(fn, "residual_tol", residual_tol, 0.0)
+    if x0 is not None:
+        _check_like(fn, "x0", x0, "b", b)
+
+    def apply_a(v: PyTree) -> PyTree:
+        return otu.tree_add_scale(matvec(v), damping, v)
+
+    x = otu.tree_zeros_like(b) if x0 is None else _check_float_tree(fn, "x0", x0)
+    r = b if x0 is None else otu.tree_sub(b, apply_a(x))
+    rr = otu.tree_vdot(r, r)
+
+    def cond(carry):
+        i, _, _, _, rr = carry
+        return (i < max_iterations) & (rr > residual_tol)
+
+    def body(carry):
+        i, x, r, p, rr = carry
+        ap = apply_a(p)
+        # A non-positive curvature pᵀAp means A is not SPD; keep the division finite regardless.
+        alpha = rr / jnp.maximum(otu.tree_vdot(p, ap), jnp.finfo(rr.dtype).tiny)
+        x = otu.tree_add_scale(x, alpha, p)
+        r = otu.tree_add_scale(r, -alpha, ap)
+        rr_next = otu.tree_vdot(r, r)
+        return i + 1, x, r, otu.tree_add_scale(r, rr_next / rr, p), rr_next
+
+    i, x, _, _, rr = lax.while_loop(cond, body, (jnp.int32(0), x, r, r, rr))
+    return x, ConjugateGradientInfo(iterations=i, squared_residual=rr)
+
+
+class LineSearchInfo(NamedTuple):
+    """Diagnostics of `line_search`."""
+
+    accepted: Array  # bool: some candidate was accepted (else the params are unchanged)
+    step_fraction: Array  # the accepted fraction of `step`, 0 if none
+    num_evaluations: Array  # int32: loss evaluations made (candidates tried)
+    loss: Array  # the loss at the returned params
+    expected_improvement: Array  # first-order decrease predicted for the full step
+    improvement: Array  # actual decrease loss(params) − loss(returned params); 0 if rejected
+
+
+def _fraction(mode: str, parameter: Scalar, i: Array, dtype) -> Array:
+    """Fraction of the step tried at iteration i: parameterⁱ, or 1 − i·parameter."""
+    i = i.astype(dtype)
+    if mode == "exponential":
+        return jnp.asarray(parameter, dtype) ** i
+    return 1 - i * jnp.asarray(parameter, dtype)
+
+
+def _check_line_search_args(
+    fn: str, prefix: str, max_iterations: int, accept_ratio: Scalar, mode: str, parameter: Scalar
+) -> None:
+    """Checks `line_search`'s settings; `prefix` is "ls_" where callers name them so."""
+    _check_int(fn, prefix + "max_iterations", max_iterations, 1)
+    _check_scalar(fn, prefix + "accept_ratio", accept_ratio, 0.0)
+    if mode not in ("exponential", "linear"):
+        raise ValueError(f"{fn}: argument `{prefix}mode` must be 'exponential' or 'linear', got {mode!r}")
+    _check_scalar(fn, prefix + "parameter", parameter, 0.0, strict=True)
+    check_static_range(fn, prefix + "parameter", parameter, high=1.0)
+    if mode == "exponential" and isinstance(parameter, (int, float, np.number)) and parameter == 1:
+        raise ValueError(f"{fn}: argument `{prefix}parameter` must be < 1 in exponential mode, got 1")
+
+
+def _line_search_start(fn, loss_fn, params, step, loss, expected_improvement, dtype):
+    """L(θ) and E = −∇L(θ)ᵀs where not given, both from one `jvp`."""
+    if loss is None or expected_improvement is None:
+        loss0, slope = jax.jvp(loss_fn, (params,), (step,))
+        loss = loss0 if loss is None else loss
+        expected_improvement = -slope if expected_improvement is None else expected_improvement
+    loss = check_array("loss", loss, kind="numeric", rank=0, fn=fn).astype(dtype)
+    expected = check_array("expected_improvement", expected_improvement, kind="numeric", rank=0, fn=fn)
+    return loss, expected.astype(dtype)
+
+
+def line_search(
+    loss_fn: LossFn,
+    params: PyTree,
+    step: PyTree,
+    *,
+    loss: Optional[ArrayLike] = None,
+    expected_improvement: Optional[ArrayLike] = None,
+    max_iterations: int = 10,
+    accept_ratio: Scalar = 0.9,
+    mode: str = "exponential",
+    parameter: Scalar = 0.5,
+    constraint_fn: Optional[LossFn] = None,
+    max_constraint: Optional[ArrayLike] = None,
+) -> tuple[PyTree, LineSearchInfo]:
+    """Backtracking line search: the first acceptable point from params + step back to params.
+
+    Tries θ_i = θ + f_i·s for i = 0, 1, ... with f_i = parameterⁱ ("exponential") or
+    f_i = 1 − i·parameter ("linear", while f_i > 0), and returns the first θ_i with
+
+        L(θ) − L(θ_i) > 0,   (L(θ) − L(θ_i)) / (f_i·E) >= accept_ratio,   C(θ_i) <= max_constraint
+
+    where E is the expected improvement of the full step (default −∇L(θ)ᵀs, by one `jvp`).
+    If none of the `max_iterations` candidates passes — or E <= 0 — θ is returned unchanged
+    (Schulman et al., 2015, "Trust region policy optimization", appendix C). Mirrors
+    TensorForce's `LineSearch` / `OptimizedStep` (`ls_max_iterations`, `ls_accept_ratio`,
+    `ls_mode`, `ls_parameter`, same defaults) with two deliberate differences: a failed search
+    keeps θ instead of the last candidate, and a candidate whose ratio is worse than the previous
+    one does not stop the search. The loss is minimised; a candidate with a non-finite loss or a
+    NaN constraint is rejected.
+
+    Args:
+      loss_fn: `params -> scalar` loss to decrease.
+      params: the current parameters (pytree of float arrays).
+      step: the proposed full step, shaped like `params`.
+      loss: `loss_fn(params)` if already known.
+      expected_improvement: E (> 0 for a descent step) if already known.
+      max_iterations: Python int >= 1, number of candidates at most.
+      accept_ratio: >= 0, minimal ratio of actual to expected improvement.
+      mode: "exponential" or "linear".
+      parameter: the decay factor in (0, 1) ("exponential") or decrement in (0, 1] ("linear").
+      constraint_fn: optional `params -> scalar`, e.g. TRPO's mean KL to the old policy.
+      max_constraint: its bound; required with `constraint_fn`.
+
+    Returns:
+      `(new_params, LineSearchInfo)`.
+    """
+    fn = "line_search"
+    params = _check_float_tree(fn, "params", params)
+    _check_like(fn, "step", step, "params", params)
+    dtype = _check_scalar_fn(fn, "loss_fn", loss_fn, params)
+    _check_line_search_args(fn, "", max_iterations, accept_ratio, mode, parameter)
+    if (constraint_fn is None) != (max_constraint is None):
+        raise ValueError(f"{fn}: arguments `constraint_fn` and `max_constraint` go together")
+    if constraint_fn is not None:
+        _check_scalar_fn(fn, "constraint_fn", constraint_fn, params)
+        _check_scalar(fn, "max_constraint", max_constraint, -np.inf)
+    loss, expected = _line_search_start(fn, loss_fn, params, step, loss, expected_improvement, dtype)
+
+    def candidate(fraction: Array) -> PyTree:
+        return jax.tree.map(lambda p, s: p + (fraction * s).astype(p.dtype), params, step)
+
+    def cond(carry):
+        i, accepted, _, _ = carry
+        more = (i < max_iterations) & (_fraction(mode, parameter, i, loss.dtype) > 0)
+        return more & ~accepted & (expected > 0)
+
+    def body(carry):
+        i, _, _, _ = carry
+        fraction = _fraction(mode, parameter, i, loss.dtype)
+        value = loss_fn(candidate(fraction))
+        improvement = loss - value
+        ok = jnp.isfinite(value) & (improvement > 0) & (improvement >= accept_ratio * fraction * expected)
+        if constraint_fn is not None:
+            ok &= constraint_fn(candidate(fraction)) <= max_constraint
+        return i + 1, ok, jnp.where(ok, fraction, 0).astype(loss.dtype), jnp.where(ok, value, loss)
+
+    init = (jnp.int32(0), jnp.bool_(False), jnp.zeros_like(loss), loss)
+    n, accepted, fraction, new_loss = lax.while_loop(cond, body, init)
+    new_params = jax.tree.map(lambda c, p: jnp.where(accepted, c, p), candidate(fraction), params)
+    improvement = jnp.where(accepted, loss - new_loss, 0).astype(loss.dtype)
+    return new_params, LineSearchInfo(accepted, fraction, n, new_loss, expected, improvement)
+
+
+# --------------------------------------------------------------------------------------------
+# Natural gradient and TRPO (TensorForce NaturalGradient G4, OptimizedStep G7, TRPO A12).
+
+
+def fisher_vector_product(kl_fn: LossFn, params: PyTree) -> Callable[[PyTree], PyTree]:
+    """Returns v ↦ F v, F = ∇²_θ KL(π_old ‖ π_θ) at θ = params: the Fisher information there.
+
+    `kl_fn(θ)` is the mean KL from the fixed data-collecting policy π_old (constants closed
+    over, e.g. `fnrl.mean_kl`) to π_θ. At θ = θ_old the KL is 0 with zero gradient, and its
+    Hessian is the Fisher information matrix E[∇log π ∇log πᵀ] (Schulman et al., 2015, "Trust
+    region policy optimization", §6; Amari, 1998, "Natural gradient works efficiently in
+    learning"). The product is forward-over-reverse, F v = ∂/∂ε ∇KL(θ + εv)|₀ (Pearlmutter,
+    1994, "Fast exact multiplication by the Hessian"), linearized once so each conjugate-gradient
+    iteration costs one linear pass, without ever forming F.
+
+    Args:
+      kl_fn: `params -> scalar` mean KL divergence.
+      params: the point θ (pytree of float arrays), normally θ_old.
+
+    Returns:
+      The linear map, from and to pytrees shaped like `params`.
+    """
+    fn = "fisher_vector_product"
+    params = _check_float_tree(fn, "params", params)
+    _check_scalar_fn(fn, "kl_fn", kl_fn, params)
+    _, product = jax.linearize(jax.grad(kl_fn), params)
+    return product
+
+
+def _check_cg_args(fn: str, max_iterations: int, damping: Scalar, residual_tol: Scalar) -> None:
+    _check_int(fn, "cg_max_iterations", max_iterations, 0)
+    _check_scalar(fn, "cg_damping", damping, 0.0)
+    _check_scalar(fn, "cg_residual_tol", residual_tol, 0.0)
+
+
+class NaturalGradientInfo(NamedTuple):
+    """Diagnostics of `natural_gradient_direction`."""
+
+    expected_improvement: Array  # −gᵀs: first-order loss decrease of the step (>= 0)
+    quadratic_kl: Array  # ½ sᵀFs: the KL the step costs to second order (= max_kl, or 0)
+    cg_iterations: Array  # int32
+    cg_squared_residual: Array
+
+
+def natural_gradient_direction(
+    grads: PyTree,
+    kl_fn: LossFn,
+    params: PyTree,
+    max_kl: Scalar,
+    *,
+    cg_max_iterations: int = 20,
+    cg_damping: Scalar = 1e-3,
+    cg_residual_tol: Scalar = 1e-10,
+) -> tuple[PyTree, NaturalGradientInfo]:
+    """The natural-gradient step of the loss, scaled to the KL trust region.
+
+    Solves (F + λI) s' = −g by conjugate gradient (F from `fisher_vector_product`, g the loss
+    gradient), then rescales so the quadratic KL model meets the bound (Schulman et al., 2015,
+    "Trust region policy optimization", appendix C; TensorForce `NaturalGradient`, whose
+    `learning_rate` is `max_kl`):
+
+        s = s' · sqrt(max_kl / (½ s'ᵀF s')),   so ½ sᵀFs = max_kl,
+
+    with F undamped in the rescaling as in TensorForce. If ½ s'ᵀFs' <= 0 (e.g. a zero
+    gradient) the step is zero. The expected improvement −gᵀs is what `line_search` compares
+    the actual loss decrease to.
+
+    Args:
+      grads: ∇_θ loss at `params`, shaped like `params`.
+      kl_fn: `params -> scalar` mean KL(π_old ‖ π_params), see `fisher_vector_product`.
+      params: the current parameters θ_old.
+      max_kl: > 0, the trust-region size δ (may be traced).
+      cg_max_iterations, cg_damping, cg_residual_tol: see `conjugate_gradient`; defaults are
+        TensorForce's `cg_max_iterations=20`, `cg_damping=0.001`.
+
+    Returns:
+      `(step, NaturalGradientInfo)`; apply with `optax.apply_updates(params, step)`.
+    """
+    fn = "natural_gradient_direction"
+    params = _check_float_tree(fn, "params", params)
+    _check_like(fn, "grads", grads, "params", params)
+    _check_scalar(fn, "max_kl", max_kl, 0.0, strict=True)
+    _check_cg_args(fn, cg_max_iterations, cg_damping, cg_residual_tol)
+    fvp = fisher_vector_product(kl_fn, params)
+    direction, cg_info = conjugate_gradient(
+        fvp, otu.tree_scale(-1.0, grads), max_iterations=cg_max_iterations, damping=cg_damping,
+        residual_tol=cg_residual_tol,
+    )
+    quadratic = 0.5 * otu.tree_vdot(direction, fvp(direction))
+    positive = quadratic > 0
+    scale = jnp.where(positive, jnp.sqrt(max_kl / jnp.where(positive, quadratic, 1.0)), 0.0)
+    step = jax.tree.map(lambda d: (scale * d).astype(d.dtype), direction)
+    info = NaturalGradientInfo(
+        expected_improvement=-otu.tree_vdot(grads, step),
+        quadratic_kl=jnp.square(scale) * quadratic,
+        cg_iterations=cg_info.iterations,
+        cg_squared_residual=cg_info.squared_residual,
+    )
+    return step, info
+
+
+def natural_gradient(
+    max_kl: Scalar,
+    *,
+    cg_max_iterations: int = 20,
+    cg_damping: Scalar = 1e-3,
+    cg_residual_tol: Scalar = 1e-10,
+) -> optax.GradientTransformationExtraArgs:
+    """TensorForce's `NaturalGradient` optimizer as an optax transformation (no line search).
+
+    `update(grads, state, params, kl_fn=...)` returns `natural_gradient_direction`'s step, a
+    ready-to-apply descent step of KL size `max_kl` (the transformation is a whole optimizer,
+    like `optax.sgd`, not a `scale_by_*` stage). `kl_fn` is passed as an extra argument, so the
+    transformation composes with `optax.chain` (e.g. `clipped_step`); `params` are required.
+    Schulman et al., 2015, "Trust region policy optimization"; Kakade, 2001, "A natural policy
+    gradient". For TRPO's line search on top, use `natural_gradient_step`.
+
+    Args:
+      max_kl: > 0, TensorForce's `learning_rate`.
+      cg_max_iterations, cg_damping, cg_residual_tol: see `conjugate_gradient`.
+
+    Returns:
+      An `optax.GradientTransformationExtraArgs` with empty state.
+    """
+    fn = "natural_gradient"
+    _check_scalar(fn, "max_kl", max_kl, 0.0, strict=True)
+    _check_cg_args(fn, cg_max_iterations, cg_damping, cg_residual_tol)
+    cg = dict(cg_max_iterations=cg_max_iterations, cg_damping=cg_damping, cg_residual_tol=cg_residual_tol)
+
+    def init(params: PyTree) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update(updates, state, params=None, *, kl_fn=None, **extra_args):
+        del extra_args
+        if params is None or kl_fn is None:
+            raise ValueError(f"{fn}: update needs `params` and the extra argument `kl_fn`")
+        step, _ = natural_gradient_direction(updates, kl_fn, params, max_kl, **cg)
+        return step, state
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+class NaturalGradientStepInfo(NamedTuple):
+    """Diagnostics of `natural_gradient_step`."""
+
+    loss: Array  # the loss before the step
+    natural_gradient: NaturalGradientInfo
+    line_search: LineSearchInfo
+
+
+def natural_gradient_step(
+    loss_fn: LossFn,
+    kl_fn: LossFn,
+    params: PyTree,
+    max_kl: Scalar,
+    *,
+    cg_max_iterations: int = 20,
+    cg_damping: Scalar = 1e-3,
+    cg_residual_tol: Scalar = 1e-10,
+    ls_max_iterations: int = 10,
+    ls_accept_ratio: Scalar = 0.9,
+    ls_mode: str = "exponential",
+    ls_parameter: Scalar = 0.5,
+    kl_tolerance: Optional[Scalar] = 1.5,
+) -> tuple[PyTree, NaturalGradientStepInfo]:
+    """One TRPO update: natural-gradient step in the KL trust region, then backtracking.
+
+    θ' = θ + f·s with s from `natural_gradient_direction` (½ sᵀFs = max_kl) and f the first
+    fraction accepted by `line_search`: the loss must drop by at least `ls_accept_ratio` of its
+    linear prediction f·(−gᵀs), and the true mean KL(π_θ ‖ π_θ') may exceed max_kl by at most
+    the factor `kl_tolerance` (None: no KL check, as TensorForce). Schulman et al., 2015, "Trust
+    region policy optimization"; TensorForce's TRPO optimizer `optimized_step(natural_gradient)`,
+    whose defaults these are. The loss is minimised: pass the negated surrogate, e.g.
+    `-fnrl.trpo_surrogate(...)`.
+
+    Args:
+      loss_fn: `params -> scalar` loss to decrease (evaluated on a fixed batch).
+      kl_fn: `params -> scalar` mean KL from the fixed old policy (built from `params`' values).
+      params: the current parameters θ_old.
+      max_kl: > 0, the trust region δ (TensorForce's `learning_rate`).
+      cg_max_iterations, cg_damping, cg_residual_tol: see `conjugate_gradient`.
+      ls_max_iterations, ls_accept_ratio, ls_mode, ls_parameter: see `line_search`.
+      kl_tolerance: >= 1 or None; a candidate must satisfy KL <= kl_tolerance · max_kl.
+
+    Returns:
+      `(new_params, NaturalGradientStepInfo)`; `new_params` equals `params` if the search
+      failed (`info.line_search.accepted` is False).
+    """
+    fn = "natural_gradient_step"
+    params = _check_float_tree(fn, "params", params)
+    _check_scalar_fn(fn, "loss_fn", loss_fn, params)
+    _check_line_search_args(fn, "ls_", ls_max_iterations, ls_accept_ratio, ls_mode, ls_parameter)
+    if kl_tolerance is not None:
+        _check_scalar(fn, "kl_tolerance", kl_tolerance, 1.0)
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    step, ng_info = natural_gradient_direction(
+        grads, kl_fn, params, max_kl, cg_max_iterations=cg_max_iterations, cg_damping=cg_damping,
+        cg_residual_tol=cg_residual_tol,
+    )
+    new_params, ls_info = line_search(
+        loss_fn, params, step, loss=loss, expected_improvement=ng_info.expected_improvement,
+        max_iterations=ls_max_iterations, accept_ratio=ls_accept_ratio, mode=ls_mode,
+        parameter=ls_parameter, constraint_fn=None if kl_tolerance is None else kl_fn,
+        max_constraint=None if kl_tolerance is None else kl_tolerance * max_kl,
+    )
+    return new_params, NaturalGradientStepInfo(loss, ng_info, ls_info)
+
+
+# --------------------------------------------------------------------------------------------
+# Evolution strategies (TensorForce Evolutionary G3).
+
+
+def centered_ranks(x: ArrayLike) -> Array:
+    """Centered-rank fitness shaping: rank(x_i) / (n − 1) − ½, in [−½, ½].
+
+    Salimans et al., 2017, "Evolution strategies as a scalable alternative to reinforcement
+    learning": replacing fitnesses by their ranks makes the ES update invariant to monotone
+    transformations of the fitness and robust to outliers. Ranks run over all n entries of `x`
+    (any shape; the smallest gets rank 0); ties are ranked by flat position.
+
+    Args:
+      x: numeric array with at least 2 entries.
+
+    Returns:
+      float array of `x`'s shape.
+    """
+    fn = "centered_ranks"
+    x = check_array("x", x, kind="numeric", fn=fn)
+    if x.size < 2:
+        raise ValueError(f"{fn}: argument `x` must have at least 2 entries, got shape {x.shape}")
+    ranks = jnp.argsort(jnp.argsort(x.ravel(), stable=True), stable=True)
+    dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+    return (ranks.astype(dtype) / (x.size - 1) - 0.5).reshape(x.shape)
+
+
+class ESInfo(NamedTuple):
+    """Diagnostics of `es_gradient` / `es_step`."""
+
+    fitness: Array  # [2·num_samples]: F(θ + σε_i) for i < num_samples, then F(θ − σε_i)
+
+
+def es_gradient(
+    key: PRNGKey,
+    fitness_fn: LossFn,
+    params: PyTree,
+    *,
+    num_samples: int,
+    noise_std: Scalar,
+    fitness_shaping: str = "centered_rank",
+) -> tuple[PyTree, ESInfo]:
+    """Evolution-strategies estimate of the fitness gradient from antithetic perturbations.
+
+        g = 1 / (2nσ) · Σ_i (F̃(θ + σε_i) − F̃(θ − σε_i)) ε_i,   ε_i ~ N(0, I), i = 1..n
+
+    (Salimans et al., 2017, "Evolution strategies as a scalable alternative to reinforcement
+    learning", with mirrored sampling), where F̃ is the raw fitness ("none": an unbiased
+    estimate of ∇_θ E_ε[F(θ + σε)], exactly ∇F in expectation for a quadratic F) or its
+    `centered_ranks` over the 2n evaluations ("centered_rank", the paper's choice). The fitness
+    is **maximised**: g is an ascent direction. The 2n evaluations run as one `vmap`.
+    To drive an optax optimizer (the paper uses Adam), feed it the loss gradient −g.
+
+    Args:
+      key: PRNG key for the perturbations.
+      fitness_fn: `params -> scalar` fitness (e.g. minus a loss, or an episode return).
+      params: the pytree θ of float arrays (flattened to one vector for the noise).
+      num_samples: Python int >= 1, antithetic pairs n (2n fitness evaluations).
+      noise_std: σ > 0 (may be traced).
+      fitness_shaping: "centered_rank" or "none".
+
+    Returns:
+      `(g, ESInfo)`, g shaped like `params`.
+    """
+    fn = "es_gradient"
+    _check_key(fn, key)
+    params = _check_float_tree(fn, "params", params)
+    _check_scalar_fn(fn, "fitness_fn", fitness_fn, params)
+    _check_int(fn, "num_samples", num_samples, 1)
+    _check_scalar(fn, "noise_std", noise_std, 0.0, strict=True)
+    if fitness_shaping not in ("centered_rank", "none"):
+        raise ValueError(
+            f"{fn}: argument `fitness_shaping` must be 'centered_rank' or 'none', got {fitness_shaping!r}"
+        )
+    flat, unravel = ravel_pytree(params)
+    eps = jax.random.normal(key, (num_samples, flat.size), flat.dtype)
+    population = flat + noise_std * jnp.concatenate([eps, -eps])
+    fitness = jax.vmap(lambda theta: fitness_fn(unravel(theta)))(population)
+    shaped = centered_ranks(fitness) if fitness_shaping == "centered_rank" else fitness
+    weights = shaped[:num_samples] - shaped[num_samples:]
+    grad = (weights @ eps) / (2 * num_samples * noise_std)
+    return unravel(grad.astype(flat.dtype)), ESInfo(fitness=fitness)
+
+
+def es_step(
+    key: PRNGKey,
+    fitness_fn: LossFn,
+    params: PyTree,
+    *,
+    learning_rate: Scalar,
+    num_samples: int,
+    noise_std: Scalar,
+    fitness_shaping: str = "centered_rank",
+) -> tuple[PyTree, ESInfo]:
+    """One evolution-strategies ascent step θ' = θ + α·g with g from `es_gradient`.
+
+    Salimans et al., 2017, "Evolution strategies as a scalable alternative to reinforcement
+    learning". Maps TensorForce's `evolutionary` optimizer (G3; `learning_rate`, `num_samples`),
+    which keeps, per sample, the perturbation ε ~ N(0, lr²) signed by whether it lowered the
+    loss; here the perturbations are antithetic, shaped by rank, and the fitness (e.g. −loss)
+    is **maximised**.
+
+    Args:
+      key, fitness_fn, params, num_samples, noise_std, fitness_shaping: see `es_gradient`.
+      learning_rate: α >= 0 (may be traced).
+
+    Returns:
+      `(new_params, ESInfo)`.
+    """
+    _check_scalar("es_step", "learning_rate", learning_rate, 0.0)
+    grad, info = es_gradient(
+        key, fitness_fn, params, num_samples=num_samples, noise_std=noise_std,
+        fitness_shaping=fitness_shaping,
+    )
+    new_params = jax.tree.map(lambda p, g: (p + learning_rate * g).astype(p.dtype), params, grad)
+    return new_params, info
+
+
+# --------------------------------------------------------------------------------------------
+# Meta-optimizers around any optax optimizer (TensorForce MultiStep G6, OptimizedStep G7,
+# ClippedStep G8).
+
+
+def _optax_update(optimizer, loss_fn: LossFn, params: PyTree, opt_state: PyTree):
+    """Loss, gradient and the optimizer's step; optax line-search optimizers (e.g.
+    `optax.lbfgs`) get the `value`, `grad`, `value_fn` extra arguments they require."""
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    tx = optax.with_extra_args_support(optimizer)
+    updates, opt_state = tx.update(grads, opt_state, params, value=loss, grad=grads, value_fn=loss_fn)
+    return loss, grads, updates, opt_state
+
+
+def _check_optimizer(fn: str, optimizer: object) -> None:
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise ValueError(
+            f"{fn}: argument `optimizer` must be an optax.GradientTransformation, got "
+            f"{type(optimizer).__name__}"
+        )
+
+
+def multi_step(
+    optimizer: optax.GradientTransformation,
+    loss_fn: LossFn,
+    params: PyTree,
+    opt_state: PyTree,
+    num_steps: int = 5,
+) -> tuple[PyTree, PyTree, Array]:
+    """Takes `num_steps` optimizer steps on the same loss (the same batch), in one `lax.scan`.
+
+        θ_{k+1} = θ_k + optimizer.update(∇L(θ_k), state_k, θ_k),   k = 0 .. num_steps − 1
+
+    TensorForce's `MultiStep` meta-optimizer (G6, default `num_steps=5`; e.g. its baseline
+    optimizer `multi_step(adam, 5)`). Not `optax.MultiSteps`, which *accumulates* gradients over
+    several batches before one step.
+
+    Args:
+      optimizer: any optax optimizer (extra-args ones receive `value`, `grad`, `value_fn`).
+      loss_fn: `params -> scalar` loss, closed over the batch.
+      params: the parameters.
+      opt_state: `optimizer.init(params)` or a later state.
+      num_steps: Python int >= 1.
+
+    Returns:
+      `(params, opt_state, losses)` with `losses[k] = L(θ_k)`, the loss before step k.
+    """
+    fn = "multi_step"
+    _check_optimizer(fn, optimizer)
+    params = _check_float_tree(fn, "params", params)
+    _check_scalar_fn(fn, "loss_fn", loss_fn, params)
+    _check_int(fn, "num_steps", num_steps, 1)
+
+    def one_step(carry, _):
+        params, opt_state = carry
+        loss, _, updates, opt_state = _optax_update(optimizer, loss_fn, params, opt_state)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    (params, opt_state), losses = lax.scan(one_step, (params, opt_state), length=num_steps)
+    return params, opt_state, losses
+
+
+def optimized_step(
+    optimizer: optax.GradientTransformation,
+    loss_fn: LossFn,
+    params: PyTree,
+    opt_state: PyTree,
+    *,
+    ls_max_iterations: int = 10,
+    ls_accept_ratio: Scalar = 0.9,
+    ls_mode: str = "exponential",
+    ls_parameter: Scalar = 0.5,
+) -> tuple[PyTree, PyTree, LineSearchInfo]:
+    """One optimizer step shortened by `line_search` (TensorForce `OptimizedStep`, G7).
+
+    u = optimizer's step; θ' = θ + f·u with f the first fraction accepted against the linear
+    prediction −∇L(θ)ᵀu of the loss decrease (TensorForce's defaults). The optimizer's state
+    advances as if the whole step were taken, as in TensorForce. The natural gradient needs
+    `kl_fn` and a KL check: use `natural_gradient_step` for it.
+
+    Args:
+      optimizer: any optax optimizer.
+      loss_fn: `params -> scalar` loss, closed over the batch.
+      params, opt_state: parameters and optimizer state.
+      ls_max_iterations, ls_accept_ratio, ls_mode, ls_parameter: see `line_search`.
+
+    Returns:
+      `(params, opt_state, LineSearchInfo)`.
+    """
+    fn = "optimized_step"
+    _check_optimizer(fn, optimizer)
+    params = _check_float_tree(fn, "params", params)
+    _check_scalar_fn(fn, "loss_fn", loss_fn, params)
+    _check_line_search_args(fn, "ls_", ls_max_iterations, ls_accept_ratio, ls_mode, ls_parameter)
+    loss, grads, updates, opt_state = _optax_update(optimizer, loss_fn, params, opt_state)
+    params, info = line_search(
+        loss_fn, params, updates, loss=loss, expected_improvement=-otu.tree_vdot(grads, updates),
+        max_iterations=ls_max_iterations, accept_ratio=ls_accept_ratio, mode=ls_mode,
+        parameter=ls_parameter,
+    )
+    return params, opt_state, info
+
+
+def clipped_step(
+    optimizer: optax.GradientTransformation, clipping_value: Scalar
+) -> optax.GradientTransformationExtraArgs:
+    """The optimizer's step clipped elementwise to [−clipping_value, clipping_value].
+
+    TensorForce's `ClippedStep` meta-optimizer (G8): clips the *step* (the update added to the
+    parameters), not the gradient — `optax.chain(optimizer, optax.clip(clipping_value))`.
+    For gradient clipping put `optax.clip` / `optax.clip_by_global_norm` *before* the optimizer.
+
+    Args:
+      optimizer: any optax optimizer.
+      clipping_value: > 0.
+
+    Returns:
+      An optax transformation (extra arguments pass through to `optimizer`).
+    """
+    fn = "clipped_step"
+    _check_optimizer(fn, optimizer)
+    _check_scalar(fn, "clipping_value", clipping_value, 0.0, strict=True)
+    return optax.chain(optimizer, optax.clip(clipping_value))
