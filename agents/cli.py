@@ -1,26 +1,353 @@
-"""The `fnrl` command line. Agents and training arrive with the on-policy issue; for now it lists
-what fnrl provides."""
+"""The `fnrl` command line (DESIGN.md):
+
+    fnrl list
+    fnrl train AGENT --env ID [--backend jax|envpool] [--steps N] [--seeds K] [--num-envs E]
+               [--config FILE.json] [--set key=value ...] [--out DIR] [--resume DIR]
+    fnrl eval DIR [--episodes N]
+
+A run directory holds `run.json` (what was run, to resume or evaluate it), `summary.json`,
+`metrics.csv` (one row per update and seed), `curve.png` and `checkpoint/`. Training runs the
+agent's jitted `update` in chunks, vmapped over seeds; between chunks it shows progress, appends
+metrics and checkpoints. Chunking does not change the numbers, so a resumed run ends with the same
+parameters as an uninterrupted one.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
+import importlib
+import json
+import pathlib
 import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 import fnrl
+from agents.common import Trainer
+from fnrl import checkpoint
+
+AGENTS: dict[str, tuple[str, str]] = {}  # name -> (module, config class); filled as recipes land
+METRIC_COLUMNS = ("update", "seed", "env_steps", "episode_return_sum", "episode_count")
 
 
+# ------------------------------------------------------------------------------------ configs
+def agent_module(name: str):
+    if name not in AGENTS:
+        raise SystemExit(f"fnrl: unknown agent {name!r}; available: {', '.join(sorted(AGENTS))}")
+    module_name, config_name = AGENTS[name]
+    module = importlib.import_module(module_name)
+    return module, getattr(module, config_name)
+
+
+def _coerce(field: dataclasses.Field, raw: Any) -> Any:
+    """Casts a JSON value (or a --set string) to the type of the field's default."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            pass
+    default = field.default
+    if isinstance(default, bool):
+        if not isinstance(raw, bool):
+            raise SystemExit(f"fnrl: config field {field.name!r} takes true/false, got {raw!r}")
+        return raw
+    if isinstance(default, tuple):
+        return tuple(raw) if isinstance(raw, (list, tuple)) else (raw,)
+    if isinstance(default, (int, float)) and not isinstance(raw, (int, float)):
+        raise SystemExit(f"fnrl: config field {field.name!r} takes a number, got {raw!r}")
+    return type(default)(raw) if isinstance(default, (int, float, str)) else raw
+
+
+def build_config(config_cls, values: dict[str, Any]):
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise SystemExit(f"fnrl: unknown config field(s) {unknown} for {config_cls.__name__}; "
+                         f"fields: {', '.join(sorted(fields))}")
+    return config_cls(**{k: _coerce(fields[k], v) for k, v in values.items()})
+
+
+def config_values(args) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if args.config:
+        values.update(json.loads(pathlib.Path(args.config).read_text()))
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"fnrl: --set takes key=value, got {item!r}")
+        values[key] = value
+    if args.num_envs is not None:
+        values["num_envs"] = args.num_envs
+    if args.steps is not None:
+        values["total_steps"] = args.steps
+    return values
+
+
+# ------------------------------------------------------------------------------------ metrics
+def final_returns(sums: np.ndarray, counts: np.ndarray, fraction: float = 0.1) -> np.ndarray:
+    """Per seed: mean return of (about) the last `fraction` of finished episodes.
+
+    `sums`, `counts`: `[updates, seeds]` per-update sums and counts of finished episodes' returns.
+    Whole updates are taken from the end until they hold at least `fraction` of all episodes.
+    """
+    out = []
+    for s, c in zip(sums.T, counts.T):
+        need, total, got = max(1.0, fraction * c.sum()), 0.0, 0.0
+        for i in range(len(c) - 1, -1, -1):
+            total, got = total + s[i], got + c[i]
+            if got >= need:
+                break
+        out.append(total / got if got > 0 else float("nan"))
+    return np.asarray(out)
+
+
+def write_metrics(path: pathlib.Path, rows: list[dict], keys: list[str]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_metrics(path: pathlib.Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def plot_curve(rows: list[dict], out: pathlib.Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    seeds = sorted({int(r["seed"]) for r in rows})
+    for seed in seeds:
+        mine = [r for r in rows if int(r["seed"]) == seed and float(r["episode_count"]) > 0]
+        steps = [float(r["env_steps"]) for r in mine]
+        means = [float(r["episode_return_sum"]) / float(r["episode_count"]) for r in mine]
+        ax.plot(steps, means, lw=1, alpha=0.8, label=f"seed {seed}")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("mean return of finished episodes")
+    ax.set_title(title)
+    if len(seeds) <= 10:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------ training
+def make_run(agent: str, env_id: str, backend: str, seeds: int, config_dict: dict):
+    module, config_cls = agent_module(agent)
+    config = build_config(config_cls, config_dict)
+    if backend != "jax":
+        raise SystemExit("fnrl: training on the envpool backend is not available yet; use --backend jax")
+    env = fnrl.envs.make(env_id, backend=backend, num_envs=config.num_envs)
+    trainer: Trainer = module.make_trainer(config, env)
+    return config, trainer
+
+
+def _chunk_fn(trainer: Trainer, length: int):
+    def chunk(states):
+        step = lambda s, _: trainer.update(s)  # noqa: E731
+        return jax.vmap(lambda s: jax.lax.scan(step, s, None, length=length))(states)
+
+    # No buffer donation: after a Ctrl-C mid-chunk the previous states must still be readable.
+    return jax.jit(chunk)
+
+
+def train(args) -> int:
+    if args.resume:
+        out = pathlib.Path(args.resume)
+        run = json.loads((out / "run.json").read_text())
+    else:
+        out = pathlib.Path(args.out or f"runs/{args.agent}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if (out / "run.json").exists():
+            raise SystemExit(f"fnrl: {out} already holds a run; use --resume {out} or another --out")
+        run = dict(agent=args.agent, env=args.env, backend=args.backend, seeds=args.seeds,
+                   seed=args.seed, config=config_values(args))
+    config, trainer = make_run(run["agent"], run["env"], run["backend"], run["seeds"], run["config"])
+    run["config"] = dataclasses.asdict(config)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps(run, indent=2))
+
+    started = time.perf_counter()
+    keys = jax.random.split(jax.random.PRNGKey(run["seed"]), run["seeds"])
+    init = jax.jit(jax.vmap(trainer.init))
+    states, done = init(keys), 0
+    ckpt_dir = out / "checkpoint"
+    if args.resume and checkpoint.latest(ckpt_dir):
+        saved = checkpoint.restore(checkpoint.latest(ckpt_dir), like={"state": states, "updates_done": 0})
+        states, done = saved["state"], int(saved["updates_done"])
+        kept = [r for r in read_metrics(out / "metrics.csv") if int(r["update"]) < done]
+        (out / "metrics.csv").unlink(missing_ok=True)
+        if kept:
+            write_metrics(out / "metrics.csv", kept, list(kept[0].keys()))
+        print(f"resuming {out} at update {done}/{trainer.num_updates}")
+
+    total = trainer.num_updates
+    chunk_len = max(1, min(args.chunk or max(1, total // 50), total))
+    every = max(1, args.checkpoint_every or max(1, total // 10))
+    compile_start = time.perf_counter()
+    chunk = _chunk_fn(trainer, chunk_len).lower(states).compile()
+    compile_seconds = time.perf_counter() - compile_start
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total * trainer.steps_per_update * run["seeds"], initial=done * trainer.steps_per_update * run["seeds"],
+               unit="step", unit_scale=True, desc=f"{run['agent']} {run['env']}", dynamic_ncols=True)
+    last_saved = done
+    try:
+        while done < total:
+            length = min(chunk_len, total - done)
+            fn = chunk if length == chunk_len else _chunk_fn(trainer, length)
+            new_states, metrics = fn(states)
+            metrics = jax.device_get(metrics)  # waits for the chunk; Ctrl-C here keeps `states`
+            rows = _metric_rows(metrics, done, run["seeds"])
+            write_metrics(out / "metrics.csv", rows, list(rows[0].keys()))
+            states, done = new_states, done + length
+            bar.update(length * trainer.steps_per_update * run["seeds"])
+            recent = _recent_return(metrics)
+            if recent is not None:
+                bar.set_postfix(ret=f"{recent:.1f}")
+            if done - last_saved >= every or done == total:
+                checkpoint.save(ckpt_dir, {"state": states, "updates_done": done}, step=done, keep=2)
+                last_saved = done
+    except KeyboardInterrupt:
+        bar.close()
+        if done > last_saved:
+            checkpoint.save(ckpt_dir, {"state": states, "updates_done": done}, step=done, keep=2)
+        print(f"\ninterrupted at update {done}/{total}; resume with: fnrl train --resume {out}")
+        return 130
+    bar.close()
+    wall = time.perf_counter() - started
+    write_summary(out, run, trainer, wall, compile_seconds)
+    return 0
+
+
+def _metric_rows(metrics: dict, first_update: int, seeds: int) -> list[dict]:
+    """Flattens `[seeds, updates]` metric arrays into CSV rows (one per update and seed)."""
+    keys = [k for k in metrics if np.ndim(metrics[k]) == 2]
+    rows = []
+    updates = np.shape(metrics[keys[0]])[1]
+    for u in range(updates):
+        for s in range(seeds):
+            row = {"update": first_update + u, "seed": s}
+            row.update({k: float(metrics[k][s, u]) for k in keys})
+            rows.append(row)
+    return rows
+
+
+def _recent_return(metrics: dict) -> float | None:
+    count = float(np.sum(metrics["episode_count"]))
+    return float(np.sum(metrics["episode_return_sum"])) / count if count else None
+
+
+def write_summary(out: pathlib.Path, run: dict, trainer: Trainer, wall: float, compile_seconds: float) -> None:
+    rows = read_metrics(out / "metrics.csv")
+    seeds = run["seeds"]
+    updates = len(rows) // seeds
+    grid = lambda key: np.asarray([float(r[key]) for r in rows]).reshape(updates, seeds)  # noqa: E731
+    per_seed = final_returns(grid("episode_return_sum"), grid("episode_count"))
+    steps = trainer.num_updates * trainer.steps_per_update
+    summary = dict(
+        agent=run["agent"], env=run["env"], backend=run["backend"], steps=steps, seeds=seeds,
+        final_return=float(np.nanmean(per_seed)), final_return_per_seed=[float(x) for x in per_seed],
+        wall_seconds=wall, compile_seconds=compile_seconds,
+        steps_per_second=steps * seeds / max(wall - compile_seconds, 1e-9), config=run["config"],
+    )
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    plot_curve(rows, out / "curve.png", f"{run['agent']} on {run['env']} ({seeds} seed{'s' * (seeds > 1)})")
+    print(f"final return {summary['final_return']:.1f} (per seed: "
+          f"{', '.join(f'{x:.1f}' for x in per_seed)}); {wall:.1f} s wall, {compile_seconds:.1f} s compile")
+    print(f"wrote {out / 'summary.json'}, {out / 'metrics.csv'}, {out / 'curve.png'}, {out / 'checkpoint'}")
+
+
+# ------------------------------------------------------------------------------------ eval
+def evaluate(args) -> int:
+    out = pathlib.Path(args.dir)
+    run = json.loads((out / "run.json").read_text())
+    config, trainer = make_run(run["agent"], run["env"], run["backend"], run["seeds"], run["config"])
+    path = checkpoint.latest(out / "checkpoint")
+    if path is None:
+        raise SystemExit(f"fnrl: no checkpoint in {out / 'checkpoint'}")
+    keys = jax.random.split(jax.random.PRNGKey(run["seed"]), run["seeds"])
+    like = {"state": jax.eval_shape(jax.vmap(trainer.init), keys), "updates_done": 0}
+    states = checkpoint.restore(path, like=like)["state"]
+    env = fnrl.envs.make(run["env"], backend=run["backend"], num_envs=config.num_envs)
+    returns = []
+    for seed in range(run["seeds"]):
+        params = jax.tree.map(lambda x: x[seed], trainer.params(states))
+        returns.append(greedy_returns(trainer, env, params, args.episodes, seed))
+    print(json.dumps({"episodes": args.episodes, "mean_return_per_seed": returns,
+                      "mean_return": float(np.mean(returns))}, indent=2))
+    return 0
+
+
+def greedy_returns(trainer: Trainer, env, params, episodes: int, seed: int) -> float:
+    """Mean return of the first `episodes` episodes finished by the greedy policy."""
+    from fnrl.envs.wrappers import episode_stats
+
+    state, timestep = env.reset(jax.random.PRNGKey(10_000 + seed))
+    act = jax.jit(lambda p, k, o: trainer.act(p, k, o, True))
+    step = jax.jit(env.step)
+    key, finished = jax.random.PRNGKey(seed), []
+    while len(finished) < episodes:
+        key, sub = jax.random.split(key)
+        state, timestep = step(state, act(params, sub, timestep.observation))
+        ended = np.asarray(timestep.done & timestep.valid)
+        if ended.any():
+            finished.extend(np.asarray(episode_stats(state).last_return)[ended].tolist())
+    return float(np.mean(finished[:episodes]))
+
+
+# ------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fnrl", description=fnrl.__doc__)
+    parser = argparse.ArgumentParser(prog="fnrl", description="fnrl: functional deep RL in JAX")
     parser.add_argument("--version", action="version", version=f"fnrl {fnrl.__version__}")
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("list", help="list the public building blocks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="agents and env ids per backend")
+    tr = sub.add_parser("train", help="train an agent")
+    tr.add_argument("agent", nargs="?", help=f"one of: {', '.join(sorted(AGENTS))}")
+    tr.add_argument("--env", help="env id (see `fnrl list`)")
+    tr.add_argument("--backend", default="jax", choices=["jax", "envpool"])
+    tr.add_argument("--steps", type=int, help="total env steps per seed (config total_steps)")
+    tr.add_argument("--seeds", type=int, default=1, help="seeds trained together in one vmapped program")
+    tr.add_argument("--seed", type=int, default=0, help="base seed")
+    tr.add_argument("--num-envs", type=int, dest="num_envs", help="envs per seed (config num_envs)")
+    tr.add_argument("--config", help="JSON file of config fields")
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field")
+    tr.add_argument("--out", help="run directory (default runs/AGENT-ENV-TIME)")
+    tr.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    tr.add_argument("--chunk", type=int, help="updates per jitted chunk (default: 1/50 of the run)")
+    tr.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",
+                    help="updates between checkpoints (default: 1/10 of the run)")
+    ev = sub.add_parser("eval", help="play a trained run's policy greedily")
+    ev.add_argument("dir")
+    ev.add_argument("--episodes", type=int, default=10)
     args = parser.parse_args(argv)
     if args.command == "list":
-        for name in sorted(n for n in dir(fnrl) if not n.startswith("_")):
-            print(name)
+        print("agents:", ", ".join(sorted(AGENTS)))
+        print("jax envs:", ", ".join(fnrl.envs.list_envs("jax")))
+        print(f"envpool envs: {len(fnrl.envs.list_envs('envpool'))} ids (any envpool.list_all_envs() id)")
         return 0
-    parser.print_help()
-    return 0
+    if args.command == "train":
+        if not args.resume and not (args.agent and args.env):
+            parser.error("train needs AGENT and --env (or --resume DIR)")
+        if args.seeds < 1:
+            parser.error("--seeds must be >= 1")
+        return train(args)
+    return evaluate(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,114 @@
+"""The `fnrl` command line: run directory contents, seeds, resume after a crash, eval."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from agents import cli
+from fnrl import checkpoint
+
+
+@pytest.fixture(autouse=True)
+def dummy_agent(monkeypatch):
+    monkeypatch.setitem(cli.AGENTS, "dummy", ("tests.dummy_agent", "DummyConfig"))
+
+
+def final_params(run_dir):
+    saved = checkpoint.restore(checkpoint.latest(run_dir / "checkpoint"))
+    return np.asarray(saved["state"]["params"]), int(saved["updates_done"])
+
+
+def test_train_writes_the_run_directory(tmp_path):
+    out = tmp_path / "run"
+    code = cli.main(["train", "dummy", "--env", "CartPole-v1", "--steps", "320", "--seeds", "3",
+                     "--set", "learning_rate=0.05", "--out", str(out), "--chunk", "4"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("agent", "env", "backend", "steps", "seeds", "final_return", "final_return_per_seed",
+                "wall_seconds", "compile_seconds", "steps_per_second"):
+        assert key in summary
+    assert summary["seeds"] == 3 and summary["steps"] == 320 and len(summary["final_return_per_seed"]) == 3
+    assert summary["config"]["learning_rate"] == 0.05
+    assert 0 < summary["compile_seconds"] < summary["wall_seconds"]
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 20 * 3  # 320 steps / 16 per update, one row per update and seed
+    assert [int(r["update"]) for r in rows[::3]] == list(range(20))
+    assert (out / "curve.png").stat().st_size > 1000
+    params, done = final_params(out)
+    assert done == 20 and params.shape[0] == 3
+    assert not np.allclose(params[0], params[1])  # seeds differ
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    args = ["train", "dummy", "--env", "CartPole-v1", "--steps", "320", "--seeds", "2", "--chunk", "2",
+            "--checkpoint-every", "4"]
+    assert cli.main(args + ["--out", str(tmp_path / "whole")]) == 0
+
+    real_save, saves = checkpoint.save, []
+
+    def dying_save(*a, **k):
+        path = real_save(*a, **k)
+        saves.append(path)
+        if len(saves) == 2:
+            raise SystemExit("simulated kill right after a checkpoint")
+        return path
+
+    monkeypatch.setattr(cli.checkpoint, "save", dying_save)
+    with pytest.raises(SystemExit):
+        cli.main(args + ["--out", str(tmp_path / "broken")])
+    monkeypatch.setattr(cli.checkpoint, "save", real_save)
+    assert final_params(tmp_path / "broken")[1] == 8
+    assert cli.main(["train", "--resume", str(tmp_path / "broken")]) == 0
+
+    whole, done_whole = final_params(tmp_path / "whole")
+    resumed, done_resumed = final_params(tmp_path / "broken")
+    assert done_whole == done_resumed == 20
+    np.testing.assert_array_equal(whole, resumed)  # bit for bit
+    rows = list(csv.DictReader((tmp_path / "broken" / "metrics.csv").open()))
+    assert [int(r["update"]) for r in rows[::2]] == list(range(20))
+
+
+def test_keyboard_interrupt_checkpoints_the_last_finished_chunk(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    real_rows, calls = cli._metric_rows, []
+
+    def interrupting_rows(*a):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_rows(*a)
+
+    monkeypatch.setattr(cli, "_metric_rows", interrupting_rows)
+    code = cli.main(["train", "dummy", "--env", "CartPole-v1", "--steps", "320", "--chunk", "2",
+                     "--checkpoint-every", "100", "--out", str(out)])
+    assert code == 130
+    assert final_params(out)[1] == 4  # two finished chunks of 2 updates were saved on Ctrl-C
+
+
+def test_eval_plays_the_saved_policy(tmp_path, capsys):
+    out = tmp_path / "run"
+    cli.main(["train", "dummy", "--env", "CartPole-v1", "--steps", "160", "--out", str(out)])
+    capsys.readouterr()
+    assert cli.main(["eval", str(out), "--episodes", "3"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["episodes"] == 3 and report["mean_return"] >= 1.0
+
+
+def test_final_return_takes_the_last_tenth_of_episodes():
+    sums = np.array([[10.0], [20.0], [300.0]])
+    counts = np.array([[10.0], [10.0], [3.0]])
+    # 23 episodes: the last 10% (>= 2.3) are the 3 of the last update.
+    np.testing.assert_allclose(cli.final_returns(sums, counts), [100.0])
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(SystemExit, match="unknown agent"):
+        cli.main(["train", "nope", "--env", "CartPole-v1", "--out", str(tmp_path / "a")])
+    with pytest.raises(SystemExit, match="unknown config field"):
+        cli.main(["train", "dummy", "--env", "CartPole-v1", "--set", "bogus=1", "--out", str(tmp_path / "b")])
+    with pytest.raises(SystemExit, match="takes a number"):
+        cli.main(["train", "dummy", "--env", "CartPole-v1", "--set", "learning_rate=fast", "--out", str(tmp_path / "c")])
