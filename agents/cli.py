@@ -32,7 +32,11 @@ import fnrl
 from agents.common import Trainer
 from fnrl import checkpoint
 
-AGENTS: dict[str, tuple[str, str]] = {}  # name -> (module, config class); filled as recipes land
+AGENTS: dict[str, tuple[str, str]] = {  # name -> (module, config class)
+    "es": ("agents.es", "ESConfig"),
+    "ppo": ("agents.ppo", "PPOConfig"),
+    "trpo": ("agents.trpo", "TRPOConfig"),
+}
 METRIC_COLUMNS = ("update", "seed", "env_steps", "episode_return_sum", "episode_count")
 
 
@@ -196,7 +200,9 @@ def train(args) -> int:
         print(f"resuming {out} at update {done}/{trainer.num_updates}")
 
     total = trainer.num_updates
-    chunk_len = max(1, min(args.chunk or max(1, total // 50), total))
+    # A chunk length dividing the run: a shorter last chunk would cost a second compilation.
+    target = max(1, min(args.chunk or max(1, total // 50), total))
+    chunk_len = max(d for d in range(1, target + 1) if total % d == 0)
     every = max(1, args.checkpoint_every or max(1, total // 10))
     compile_start = time.perf_counter()
     chunk = _chunk_fn(trainer, chunk_len).lower(states).compile()

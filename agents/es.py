@@ -1,0 +1,227 @@
+"""ES: evolution strategies over the policy's parameters (Salimans et al. 2017, "Evolution
+Strategies as a Scalable Alternative to Reinforcement Learning", arXiv:1703.03864; TensorForce's
+`evolutionary` optimizer, G3).
+
+One update evaluates `population` perturbed policies θ ± σε_i (antithetic pairs, ε_i ~ N(0, I)),
+each for `num_steps` ticks in its own copy of the `num_envs` envs, all in one `vmap`, and steps
+
+    θ' = θ + α · 1/(nσ) · Σ_i (F̃(θ + σε_i) − F̃(θ − σε_i)) ε_i / 2,   n = population / 2
+
+(`fnrl.es_step`), where F(θ) is the mean over the `num_envs` envs of the return of the first
+episode each plays (an episode still running after `num_steps` ticks counts with its return so
+far, so `num_steps` should cover the env's time limit) and F̃ its centered ranks over the
+population. All members of one update start from the same env states and draw the same acting
+noise (common random numbers), so a pair's fitness difference is due to its perturbation only.
+Policies act greedily (the distributions' modes) by default, as in the paper; no gradient, value
+function or discounting is involved.
+
+The policy network and action distributions are PPO's actor (`agents.ppo`): a tanh MLP torso and
+one head per action part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, NamedTuple
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+import fnrl
+from fnrl.rollout import PolicyOutput, Trajectory, rollout_init, unroll
+from fnrl.types import Array, Env, PRNGKey, PyTree, Spec
+
+from agents import common, ppo
+
+_FITNESS_SHAPINGS = ("centered_rank", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class ESConfig:
+    """Every hyperparameter of the recipe (JSON-serialisable field types)."""
+
+    num_envs: int = 4  # envs each population member is evaluated in
+    num_steps: int = 500  # ticks per evaluation; should cover the env's episode time limit
+    population: int = 64  # perturbed policies per update (antithetic pairs: even)
+    total_steps: int = 50_000_000  # env steps of the whole run, all members' ticks counted
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    learning_rate: float = 0.03  # α
+    noise_std: float = 0.05  # σ
+    fitness_shaping: str = "centered_rank"  # or "none" (raw returns)
+    deterministic: bool = True  # act with the distributions' modes (else sample)
+    bounded_actions: str = "beta"  # or "clipped_gaussian" (see agents.ppo)
+    init_log_std: float = 0.0  # initial log-std of gaussian policies
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        for name in ("num_envs", "num_steps", "population", "total_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ESConfig: field `{name}` must be an int >= 1, got {value!r}")
+        if self.population % 2:
+            raise ValueError(f"ESConfig: field `population` must be even (antithetic pairs), got {self.population}")
+        if not self.learning_rate >= 0:
+            raise ValueError(f"ESConfig: field `learning_rate` must be >= 0, got {self.learning_rate!r}")
+        if not self.noise_std > 0:
+            raise ValueError(f"ESConfig: field `noise_std` must be > 0, got {self.noise_std!r}")
+        if self.fitness_shaping not in _FITNESS_SHAPINGS:
+            raise ValueError(f"ESConfig: field `fitness_shaping` must be one of {_FITNESS_SHAPINGS}, "
+                             f"got {self.fitness_shaping!r}")
+        if self.bounded_actions not in ppo._BOUNDED_ACTIONS:
+            raise ValueError(f"ESConfig: field `bounded_actions` must be one of {ppo._BOUNDED_ACTIONS}, "
+                             f"got {self.bounded_actions!r}")
+
+
+class ESState(NamedTuple):
+    """The whole training state (arrays only: checkpointed and vmapped over seeds)."""
+
+    params: PyTree  # haiku params of the policy network
+    key: PRNGKey  # perturbations and evaluation episodes
+    update_count: Array  # int32, updates done
+
+
+class _Agent(NamedTuple):
+    """Everything static a recipe function needs; carries the fields `agents.ppo`'s policy
+    helpers read (parts, action_treedef, obs_specs, obs_treedef)."""
+
+    config: ESConfig
+    network: hk.Transformed  # features -> per-part distribution params
+    parts: list
+    action_treedef: Any
+    obs_specs: list
+    obs_treedef: Any
+    num_updates: int
+
+
+def _network(config: ESConfig, parts: list) -> hk.Transformed:
+    """PPO's actor: a torso with orthogonal init (scale √2) and one near-zero head per part."""
+
+    def forward(features: Array) -> list:
+        torso = fnrl.MLP(config.hidden_sizes, config.activation, w_init=hk.initializers.Orthogonal(math.sqrt(2.0)),
+                         name="actor")(features)
+        return [ppo._head(part, config, i, torso) for i, part in enumerate(parts)]
+
+    return hk.without_apply_rng(hk.transform(forward))
+
+
+def act(agent: _Agent, params: PyTree, key: PRNGKey, observation: PyTree, greedy: Any) -> PyTree:
+    """Env-ready actions for `observation` (any batch shape): the modes if `greedy` or the
+    config is deterministic, else samples."""
+    dist_params = agent.network.apply(params, ppo._features(agent, observation))
+    greedy = jnp.logical_or(greedy, agent.config.deterministic)
+    return ppo._to_env(agent, ppo._sample(agent, key, dist_params, greedy))
+
+
+def _policy_step(agent: _Agent, params: PyTree, key: PRNGKey, observation: PyTree, memory: PyTree,
+                 action: PyTree = None) -> PolicyOutput:
+    """`fnrl.rollout` policy step (the env clips clipped-gaussian actions itself)."""
+    if action is None:
+        dist_params = agent.network.apply(params, ppo._features(agent, observation))
+        action = ppo._sample(agent, key, dist_params, agent.config.deterministic)
+    return PolicyOutput(action, memory)
+
+
+# --------------------------------------------------------------------------------------------
+# Fitness and the ES step.
+
+
+def first_episode_returns(trajectory: Trajectory) -> Array:
+    """Per env, the return of the first episode of the rollout: Σ_i r_i over the valid ticks up to
+    and including its first done tick (all ticks if none), `[B]`."""
+    done = (trajectory.terminated | trajectory.truncated) & trajectory.valid
+    earlier_done = jnp.cumsum(done, axis=0) - done  # done ticks strictly before tick i
+    counted = trajectory.valid & (earlier_done == 0)
+    return jnp.sum(jnp.where(counted, trajectory.reward, 0.0), axis=0)
+
+
+def fitness(agent: _Agent, env: Env, key: PRNGKey, params: PyTree) -> Array:
+    """F(θ): the mean first-episode return over `num_envs` freshly reset envs, after
+    `num_steps` ticks of the policy. The same `key` gives the same episodes' randomness."""
+    carry = rollout_init(env, key)
+    policy = functools.partial(_policy_step, agent, params)
+    _, trajectory = unroll(policy, env, carry, agent.config.num_steps)
+    return jnp.mean(first_episode_returns(trajectory))
+
+
+def update(agent: _Agent, env: Env, state: ESState) -> tuple[ESState, dict]:
+    """One ES step from `population` evaluations; metrics per the contract, where the evaluated
+    episodes are every member's first episode in every env."""
+    cfg = agent.config
+    key, noise_key, eval_key = jax.random.split(state.key, 3)
+    params, info = fnrl.es_step(noise_key, functools.partial(fitness, agent, env, eval_key), state.params,
+                                learning_rate=cfg.learning_rate, num_samples=cfg.population // 2,
+                                noise_std=cfg.noise_std, fitness_shaping=cfg.fitness_shaping)
+    count = state.update_count + 1
+    mean_fitness = jnp.mean(info.fitness)
+    step = ravel_pytree(params)[0] - ravel_pytree(state.params)[0]
+    metrics = {
+        "episode_return_sum": (jnp.sum(info.fitness) * cfg.num_envs).astype(jnp.float32),
+        "episode_count": jnp.asarray(cfg.population * cfg.num_envs, jnp.float32),
+        "env_steps": count.astype(jnp.float32) * (cfg.population * cfg.num_envs * cfg.num_steps),
+        "loss": -mean_fitness,
+        "policy_loss": -mean_fitness,
+        "fitness_max": jnp.max(info.fitness),
+        "fitness_min": jnp.min(info.fitness),
+        "fitness_std": jnp.std(info.fitness),
+        "step_norm": jnp.linalg.norm(step),
+    }
+    return ESState(params, key, count), metrics
+
+
+# --------------------------------------------------------------------------------------------
+# The recipe.
+
+
+def init(agent: _Agent, env: Env, key: PRNGKey) -> ESState:
+    """Initializes the policy network (on the features of a reset observation)."""
+    net_key, env_key, key = jax.random.split(key, 3)
+    _, timestep = env.reset(env_key)
+    params = agent.network.init(net_key, ppo._features(agent, timestep.observation))
+    return ESState(params, key, jnp.zeros((), jnp.int32))
+
+
+def _check_env(config: ESConfig, env: Env) -> None:
+    if not isinstance(env, Env) or not env.is_jax:
+        raise ValueError("es.make_trainer: argument `env` must be a pure-JAX fnrl Env (backend='jax')")
+    if env.num_envs != config.num_envs:
+        raise ValueError(f"es.make_trainer: argument `env` has num_envs={env.num_envs}, but "
+                         f"config.num_envs={config.num_envs}")
+    steps = config.population * config.num_envs * config.num_steps
+    if config.total_steps < steps:
+        raise ValueError(f"es.make_trainer: config.total_steps ({config.total_steps}) must be >= "
+                         f"population * num_envs * num_steps = {steps}")
+
+
+def make_agent(config: ESConfig, env: Env) -> _Agent:
+    """The static parts of the recipe for `env`'s specs (network and distributions)."""
+    _check_env(config, env)
+    env_spec = env.spec()
+    parts, action_treedef = ppo._action_parts(env_spec.action, config.bounded_actions)
+    obs_specs, obs_treedef = jax.tree.flatten(env_spec.observation, is_leaf=lambda x: isinstance(x, Spec))
+    steps_per_update = config.population * config.num_envs * config.num_steps
+    return _Agent(config, _network(config, parts), parts, action_treedef, obs_specs, obs_treedef,
+                  config.total_steps // steps_per_update)
+
+
+def make_trainer(config: ESConfig, env: Env) -> common.Trainer:
+    """The `agents.common.Trainer` of ES on a batched pure-JAX `env` of `config.num_envs` envs."""
+    agent = make_agent(config, env)
+    env = ppo._clipping_env(agent, env)
+    return common.Trainer(
+        init=functools.partial(init, agent, env),
+        update=functools.partial(update, agent, env),
+        num_updates=agent.num_updates,
+        steps_per_update=config.population * config.num_envs * config.num_steps,
+        act=functools.partial(act, agent),
+        params=lambda state: state.params,
+    )
+
+
+def make_train(config: ESConfig, env: Env):
+    """`train(key) -> (state, metrics)`: the whole run, jit- and vmap-able (PureJaxRL contract)."""
+    return common.train_from_trainer(make_trainer(config, env))

@@ -1,0 +1,346 @@
+"""TRPO: trust region policy optimization (Schulman et al. 2015, "Trust Region Policy
+Optimization", arXiv:1502.05477; TensorForce `TRPOAgent`, A12).
+
+One update = a rollout of `num_steps` ticks in `num_envs` envs with the current policy, GAE
+advantages Â (Schulman et al. 2016, arXiv:1506.02438) from a separately trained value baseline,
+then one natural-gradient step of the policy on the whole batch,
+
+    maximise  E[ ρ Â ]  subject to  E_s[ KL(π_old(.|s) ‖ π_θ(.|s)) ] ≤ δ,   ρ = π_θ(a|s) / π_old(a|s),
+
+solved as in the paper's appendix C: s = F⁻¹g by conjugate gradient on Fisher-vector products
+(F the Hessian of the mean KL), scaled so ½ sᵀFs = δ (`max_kl`, TensorForce's `learning_rate`),
+and shortened by a backtracking line search that requires an improvement of the surrogate and a
+realized KL ≤ `kl_tolerance` · δ (`fnrl.natural_gradient_step`). The baseline V is then
+regressed on the GAE value targets with Adam for `value_epochs` passes in `value_minibatches`
+shuffled minibatches (TensorForce's separate `baseline_optimizer`, G15).
+
+With `likelihood_ratio_clipping` ε > 0 the surrogate is PPO's clipped one (TensorForce's
+`PGProbRatioModel`); with `ent_coef` > 0 an entropy bonus is added to it. With
+`use_baseline=False` (TensorForce's default `baseline_mode=None`) no critic is trained and Â is
+GAE with V ≡ 0: the discounted returns when `gae_lambda` = 1.
+
+Network, action distributions, rollout policy, `act` and the advantages are PPO's
+(`agents.ppo`): separate tanh MLPs for actor and critic, whose parameters are split here so
+the natural gradient acts on the actor only. Defaults follow the paper / modular_rl
+(`max_kl` 0.01, `cg_damping` 0.1, `gae_lambda` 0.97, line-search acceptance ratio 0.1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+import fnrl
+from fnrl.envs.wrappers import episode_stats
+from fnrl.rollout import RolloutCarry, Trajectory, rollout_init, unroll
+from fnrl.types import Array, Env, PRNGKey, PyTree, Spec
+
+from agents import common, ppo
+
+_LS_MODES = ("exponential", "linear")
+
+
+@dataclasses.dataclass(frozen=True)
+class TRPOConfig:
+    """Every hyperparameter of the recipe (JSON-serialisable field types)."""
+
+    num_envs: int = 8
+    num_steps: int = 256  # rollout length per env and update (batch = num_envs · num_steps)
+    total_steps: int = 500_000  # env steps of the whole run
+    hidden_sizes: tuple[int, ...] = (64, 64)  # actor and critic torsos (separate)
+    activation: str = "tanh"
+    max_kl: float = 0.01  # δ, TensorForce's `learning_rate`
+    cg_max_iterations: int = 10
+    cg_damping: float = 0.1
+    cg_residual_tol: float = 1e-10
+    ls_max_iterations: int = 10
+    ls_accept_ratio: float = 0.1
+    ls_mode: str = "exponential"
+    ls_parameter: float = 0.5
+    kl_tolerance: float = 1.5  # line search rejects steps with KL > kl_tolerance · max_kl
+    likelihood_ratio_clipping: float = 0.0  # ε of a PPO-clipped surrogate; 0 = plain surrogate
+    ent_coef: float = 0.0
+    gamma: float = 0.99
+    gae_lambda: float = 0.97
+    normalize_advantages: bool = True
+    use_baseline: bool = True  # False: TensorForce's default `baseline_mode=None` (Â = GAE with V = 0)
+    value_learning_rate: float = 1e-3
+    value_epochs: int = 5
+    value_minibatches: int = 8
+    bounded_actions: str = "beta"  # or "clipped_gaussian" (see agents.ppo)
+    init_log_std: float = 0.0  # initial log-std of gaussian policies
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        for name in ("num_envs", "num_steps", "total_steps", "cg_max_iterations", "ls_max_iterations",
+                     "value_epochs", "value_minibatches"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TRPOConfig: field `{name}` must be an int >= 1, got {value!r}")
+        for name, low, high in (("gamma", 0, 1), ("gae_lambda", 0, 1), ("max_kl", 0, None),
+                                ("cg_damping", 0, None), ("ls_accept_ratio", 0, None), ("ls_parameter", 0, 1),
+                                ("kl_tolerance", 1, None), ("likelihood_ratio_clipping", 0, None),
+                                ("ent_coef", 0, None), ("value_learning_rate", 0, None)):
+            value = getattr(self, name)
+            if not low <= value or (high is not None and value > high):
+                raise ValueError(f"TRPOConfig: field `{name}` must lie in [{low}, {high or 'inf'}], got {value!r}")
+        if self.max_kl == 0:
+            raise ValueError("TRPOConfig: field `max_kl` must be > 0, got 0")
+        if self.ls_mode not in _LS_MODES:
+            raise ValueError(f"TRPOConfig: field `ls_mode` must be one of {_LS_MODES}, got {self.ls_mode!r}")
+        if self.bounded_actions not in ppo._BOUNDED_ACTIONS:
+            raise ValueError(f"TRPOConfig: field `bounded_actions` must be one of {ppo._BOUNDED_ACTIONS}, "
+                             f"got {self.bounded_actions!r}")
+        if (self.num_envs * self.num_steps) % self.value_minibatches:
+            raise ValueError(f"TRPOConfig: field `value_minibatches` ({self.value_minibatches}) must divide "
+                             f"num_envs * num_steps = {self.num_envs * self.num_steps}")
+
+
+class TRPOState(NamedTuple):
+    """The whole training state (arrays only: checkpointed and vmapped over seeds)."""
+
+    policy_params: PyTree  # haiku params of the actor (torso and policy heads)
+    value_params: PyTree  # haiku params of the critic (torso and value head)
+    value_opt_state: optax.OptState
+    rollout: RolloutCarry  # env state, last timestep and the acting key
+    key: PRNGKey  # minibatch shuffling of the value regression
+    update_count: Array  # int32, updates done
+
+
+class TRPOBatch(NamedTuple):
+    """Learning data `[T, B]`: what was seen and done, the behaviour log-prob, the GAE advantage
+    and value target, and whether the step is valid."""
+
+    observation: PyTree
+    action: PyTree
+    log_prob: Array
+    advantage: Array
+    target: Array
+    mask: Array
+
+
+class _Agent(NamedTuple):
+    """Everything static a recipe function needs; carries the fields `agents.ppo`'s network and
+    policy helpers read (network, parts, action_treedef, obs_specs, obs_treedef)."""
+
+    config: TRPOConfig
+    network: hk.Transformed  # ppo's actor-critic: features -> (per-part distribution params, value)
+    parts: list
+    action_treedef: Any
+    obs_specs: list
+    obs_treedef: Any
+    value_optimizer: optax.GradientTransformation
+    num_updates: int
+
+
+_NO_OBS_STATS = ()  # TRPO keeps no observation statistics (ppo's helpers accept `()`)
+
+
+def _is_critic(module_name: str, name: str, value: Array) -> bool:
+    """ppo's network names its critic modules "critic/..." and "value/..."."""
+    del name, value
+    return module_name.split("/")[0] in ("critic", "value")
+
+
+def _forward(agent: _Agent, policy_params: PyTree, value_params: PyTree, observation: PyTree):
+    params = hk.data_structures.merge(policy_params, value_params)
+    return ppo._forward(agent, params, _NO_OBS_STATS, observation)
+
+
+# --------------------------------------------------------------------------------------------
+# The policy step.
+
+
+def kl(agent: _Agent, old_dist_params: list, new_dist_params: list) -> Array:
+    """KL(π_old(.|s) ‖ π_new(.|s)) = Σ_parts KL_part (parts are independent), `[*batch]`."""
+    return sum(ppo._per_event(part, part.dist.kl(p, q))
+               for part, p, q in zip(agent.parts, old_dist_params, new_dist_params))
+
+
+def surrogate_loss(agent: _Agent, policy_params: PyTree, value_params: PyTree, batch: TRPOBatch) -> Array:
+    """−E[ρ Â] − ent_coef · H[π] on the valid samples (`fnrl.trpo_surrogate`), or PPO's clipped
+    −E[min(ρÂ, clip(ρ, 1 ± ε)Â)] (`fnrl.ppo_clip_loss`) when `likelihood_ratio_clipping` ε > 0."""
+    cfg = agent.config
+    dist_params, _ = _forward(agent, policy_params, value_params, batch.observation)
+    log_prob = ppo.log_prob(agent, dist_params, batch.action)
+    if cfg.likelihood_ratio_clipping > 0:
+        loss, _ = fnrl.ppo_clip_loss(log_prob, batch.log_prob, batch.advantage, cfg.likelihood_ratio_clipping,
+                                     batch.mask)
+    else:
+        loss = -fnrl.trpo_surrogate(log_prob, batch.log_prob, batch.advantage, batch.mask)
+    if cfg.ent_coef > 0:
+        loss += cfg.ent_coef * fnrl.entropy_loss(ppo.entropy(agent, dist_params), batch.mask)
+    return loss
+
+
+def policy_step(agent: _Agent, policy_params: PyTree, value_params: PyTree,
+                batch: TRPOBatch) -> tuple[PyTree, dict]:
+    """One `fnrl.natural_gradient_step` of the actor on the whole batch, in the KL trust region
+    around the current policy. Returns the new actor params and the step's diagnostics."""
+    cfg = agent.config
+    old_dist_params, _ = _forward(agent, policy_params, value_params, batch.observation)
+
+    def loss_fn(params: PyTree) -> Array:
+        return surrogate_loss(agent, params, value_params, batch)
+
+    def kl_fn(params: PyTree) -> Array:
+        new_dist_params, _ = _forward(agent, params, value_params, batch.observation)
+        return fnrl.mean_kl(functools.partial(kl, agent), old_dist_params, new_dist_params, batch.mask)
+
+    new_params, info = fnrl.natural_gradient_step(
+        loss_fn, kl_fn, policy_params, cfg.max_kl, cg_max_iterations=cfg.cg_max_iterations,
+        cg_damping=cfg.cg_damping, cg_residual_tol=cfg.cg_residual_tol, ls_max_iterations=cfg.ls_max_iterations,
+        ls_accept_ratio=cfg.ls_accept_ratio, ls_mode=cfg.ls_mode, ls_parameter=cfg.ls_parameter,
+        kl_tolerance=cfg.kl_tolerance)
+    ls = info.line_search
+    metrics = {
+        "policy_loss": ls.loss,  # the surrogate loss after the step
+        "entropy": -fnrl.entropy_loss(ppo.entropy(agent, old_dist_params), batch.mask),
+        "kl": kl_fn(new_params),  # realized mean KL(π_old ‖ π_new) of the accepted step
+        "expected_improvement": ls.expected_improvement,
+        "improvement": ls.improvement,
+        "step_fraction": ls.step_fraction,
+        "line_search_accepted": ls.accepted.astype(jnp.float32),
+        "cg_iterations": info.natural_gradient.cg_iterations.astype(jnp.float32),
+    }
+    return new_params, metrics
+
+
+# --------------------------------------------------------------------------------------------
+# The baseline regression.
+
+
+def _value_loss(agent: _Agent, value_params: PyTree, policy_params: PyTree, batch: TRPOBatch) -> Array:
+    _, value = _forward(agent, policy_params, value_params, batch.observation)
+    return fnrl.value_loss(value, batch.target, batch.mask)
+
+
+def _value_minibatch(agent: _Agent, policy_params: PyTree, carry: tuple, batch: TRPOBatch) -> tuple[tuple, Array]:
+    params, opt_state = carry
+    loss, grads = jax.value_and_grad(functools.partial(_value_loss, agent))(params, policy_params, batch)
+    updates, opt_state = agent.value_optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+
+def _value_epoch(agent: _Agent, policy_params: PyTree, flat: TRPOBatch, carry: tuple,
+                 key: PRNGKey) -> tuple[tuple, Array]:
+    """One pass over the batch in `value_minibatches` shuffled minibatches (one Adam step each)."""
+    n = agent.config.value_minibatches
+    order = jax.random.permutation(key, agent.config.num_envs * agent.config.num_steps)
+    minibatches = jax.tree.map(lambda x: x[order].reshape((n, -1) + x.shape[1:]), flat)
+    return lax.scan(functools.partial(_value_minibatch, agent, policy_params), carry, minibatches)
+
+
+def fit_baseline(agent: _Agent, state: TRPOState, batch: TRPOBatch) -> tuple[TRPOState, Array]:
+    """½ E[(V(s) − target)²] regressed with Adam over `value_epochs` shuffled passes; returns the
+    state with new critic params, optimizer state and key, and the mean minibatch loss."""
+    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+    key, epochs_key = jax.random.split(state.key)
+    epoch = functools.partial(_value_epoch, agent, state.policy_params, flat)
+    (params, opt_state), losses = lax.scan(epoch, (state.value_params, state.value_opt_state),
+                                           jax.random.split(epochs_key, agent.config.value_epochs))
+    return state._replace(value_params=params, value_opt_state=opt_state, key=key), jnp.mean(losses)
+
+
+# --------------------------------------------------------------------------------------------
+# Learning and the recipe.
+
+
+def learn(agent: _Agent, state: TRPOState, trajectory: Trajectory, bootstrap: Array) -> tuple[TRPOState, dict]:
+    """TRPO's learning phase on one rollout: GAE with the current baseline, the natural-gradient
+    policy step, then the baseline regression on the same batch.
+
+    `trajectory.extras` holds the behaviour "log_prob" and "value" `[T, B]`; `bootstrap` is
+    V(o_T) `[B]`.
+    """
+    cfg = agent.config
+    if not cfg.use_baseline:
+        no_values = jnp.zeros_like(trajectory.extras["value"])
+        trajectory = trajectory._replace(extras={**trajectory.extras, "value": no_values})
+        bootstrap = jnp.zeros_like(bootstrap)
+    adv, target = ppo.advantages(cfg, trajectory, bootstrap)
+    if cfg.normalize_advantages:
+        adv = fnrl.normalize_advantages(adv, trajectory.valid)
+    batch = TRPOBatch(trajectory.observation, trajectory.action, trajectory.extras["log_prob"], adv, target,
+                      trajectory.valid)
+    policy_params, metrics = policy_step(agent, state.policy_params, state.value_params, batch)
+    state = state._replace(policy_params=policy_params)
+    value_loss = jnp.zeros((), jnp.float32)
+    if cfg.use_baseline:
+        state, value_loss = fit_baseline(agent, state, batch)
+    metrics.update(value_loss=value_loss, loss=metrics["policy_loss"] + value_loss)
+    return state, metrics
+
+
+def init(agent: _Agent, env: Env, key: PRNGKey) -> TRPOState:
+    """Resets the envs and initializes the actor, the critic and the critic's optimizer."""
+    net_key, env_key, key = jax.random.split(key, 3)
+    rollout = rollout_init(env, env_key)
+    params = agent.network.init(net_key, ppo._features(agent, rollout.timestep.observation))
+    value_params, policy_params = hk.data_structures.partition(_is_critic, params)
+    return TRPOState(policy_params, value_params, agent.value_optimizer.init(value_params), rollout, key,
+                     jnp.zeros((), jnp.int32))
+
+
+def update(agent: _Agent, env: Env, state: TRPOState) -> tuple[TRPOState, dict]:
+    """One iteration: rollout with the current policy, then `learn`; metrics per the contract."""
+    cfg = agent.config
+    params = hk.data_structures.merge(state.policy_params, state.value_params)
+    policy = functools.partial(ppo._policy_step, agent, params, _NO_OBS_STATS)
+    rollout, trajectory = unroll(policy, env, state.rollout, cfg.num_steps, env_info=episode_stats)
+    _, bootstrap = ppo._forward(agent, params, _NO_OBS_STATS, rollout.timestep.observation)
+    state, metrics = learn(agent, state._replace(rollout=rollout), trajectory, bootstrap)
+    state = state._replace(update_count=state.update_count + 1)
+    metrics.update(ppo._episode_metrics(trajectory))
+    metrics["env_steps"] = state.update_count.astype(jnp.float32) * (cfg.num_envs * cfg.num_steps)
+    return state, metrics
+
+
+def _check_env(config: TRPOConfig, env: Env) -> None:
+    if not isinstance(env, Env) or not env.is_jax:
+        raise ValueError("trpo.make_trainer: argument `env` must be a pure-JAX fnrl Env (backend='jax')")
+    if env.num_envs != config.num_envs:
+        raise ValueError(f"trpo.make_trainer: argument `env` has num_envs={env.num_envs}, but "
+                         f"config.num_envs={config.num_envs}")
+    steps = config.num_envs * config.num_steps
+    if config.total_steps < steps:
+        raise ValueError(f"trpo.make_trainer: config.total_steps ({config.total_steps}) must be >= "
+                         f"num_envs * num_steps = {steps}")
+
+
+def make_agent(config: TRPOConfig, env: Env) -> _Agent:
+    """The static parts of the recipe for `env`'s specs (network, distributions, optimizer)."""
+    _check_env(config, env)
+    env_spec = env.spec()
+    parts, action_treedef = ppo._action_parts(env_spec.action, config.bounded_actions)
+    obs_specs, obs_treedef = jax.tree.flatten(env_spec.observation, is_leaf=lambda x: isinstance(x, Spec))
+    num_updates = config.total_steps // (config.num_envs * config.num_steps)
+    return _Agent(config, ppo._network(config, parts), parts, action_treedef, obs_specs, obs_treedef,
+                  optax.adam(config.value_learning_rate), num_updates)
+
+
+def make_trainer(config: TRPOConfig, env: Env) -> common.Trainer:
+    """The `agents.common.Trainer` of TRPO on a batched pure-JAX `env` of `config.num_envs` envs."""
+    agent = make_agent(config, env)
+    env = ppo._clipping_env(agent, env)
+    return common.Trainer(
+        init=functools.partial(init, agent, env),
+        update=functools.partial(update, agent, env),
+        num_updates=agent.num_updates,
+        steps_per_update=config.num_envs * config.num_steps,
+        act=functools.partial(ppo.act, agent),
+        params=lambda state: {"network": hk.data_structures.merge(state.policy_params, state.value_params),
+                              "obs_stats": _NO_OBS_STATS},
+    )
+
+
+def make_train(config: TRPOConfig, env: Env):
+    """`train(key) -> (state, metrics)`: the whole run, jit- and vmap-able (PureJaxRL contract)."""
+    return common.train_from_trainer(make_trainer(config, env))

@@ -1,0 +1,277 @@
+"""Tests of the PPO recipe (agents/ppo.py): learning thresholds on CartPole-v1 and TensorForce's
+MinimalTest (seed-features R1-R3, R11), the make_train contract (jit, vmap over seeds, chunked
+updates), GAE wiring at episode boundaries, and loss masking."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fnrl
+import fnrl.envs
+from agents import ppo
+from fnrl.envs.wrappers import episode_stats
+from fnrl.rollout import PolicyOutput, Trajectory, rollout_init, unroll
+
+
+def _tree_equal(a, b) -> bool:
+    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))
+
+
+def _mean_return(metrics, first: int, last: int) -> np.ndarray:
+    """Mean return of the episodes finished in updates [first, last), per seed."""
+    returns = np.asarray(metrics["episode_return_sum"])[:, first:last].sum(1)
+    counts = np.asarray(metrics["episode_count"])[:, first:last].sum(1)
+    return returns / np.maximum(counts, 1)
+
+
+# ------------------------------------------------------------------------------ CartPole
+
+
+@pytest.fixture(scope="module")
+def cartpole_run():
+    """Default config, 65536 env steps (128 updates), seeds (k0, k1, k0) in one jit(vmap)."""
+    config = ppo.PPOConfig(total_steps=65_536)
+    env = fnrl.envs.make("CartPole-v1", num_envs=config.num_envs)
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    keys = jnp.stack([keys[0], keys[1], keys[0]])
+    state, metrics = jax.jit(jax.vmap(ppo.make_train(config, env)))(keys)
+    return config, state, metrics
+
+
+def test_cartpole_learns(cartpole_run):
+    config, _, metrics = cartpole_run
+    num_updates = config.total_steps // (config.num_envs * config.num_steps)
+    assert metrics["episode_count"].shape == (3, num_updates)
+    start = _mean_return(metrics, 0, 10)[:2]
+    final = _mean_return(metrics, num_updates - 13, num_updates)[:2]  # last 10% of updates
+    # Measured 270 and 206 (8 other seeds: 200-286); a random policy gets ~22.
+    assert np.all(start < 60), start
+    assert np.all(final >= 150), final
+
+
+def test_make_train_seeds_vmap(cartpole_run):
+    config, state, metrics = cartpole_run
+    same = jax.tree.map(lambda x: x[0], state), jax.tree.map(lambda x: x[2], state)
+    assert _tree_equal(*same)
+    assert not np.array_equal(state.params["actor/linear_0"]["w"][0], state.params["actor/linear_0"]["w"][1])
+    assert not np.array_equal(metrics["loss"][0], metrics["loss"][1])
+    steps = np.arange(1, metrics["env_steps"].shape[1] + 1) * config.num_envs * config.num_steps
+    np.testing.assert_array_equal(metrics["env_steps"][0], steps)
+    for name in ("episode_return_sum", "episode_count", "loss", "policy_loss", "value_loss", "entropy",
+                 "approx_kl", "clip_fraction", "learning_rate"):
+        assert metrics[name].dtype == jnp.float32 and metrics[name].shape == metrics["env_steps"].shape, name
+        assert np.all(np.isfinite(metrics[name])), name
+    # Linear annealing: lr · (1 − k / num_updates) at update k.
+    num_updates = metrics["learning_rate"].shape[1]
+    expected = config.learning_rate * (1 - np.arange(num_updates) / num_updates)
+    np.testing.assert_allclose(metrics["learning_rate"][0], expected, rtol=1e-5)
+
+
+def test_chunked_updates_match_train():
+    """init + N jitted updates (how the CLI resumes from checkpoints) == train(key), bit for bit;
+    also covers observation / reward normalization, the TensorForce clip range and no value
+    clipping."""
+    config = ppo.PPOConfig(num_steps=32, total_steps=4 * 32 * 6, normalize_observations=True,
+                           normalize_rewards=True, clip_range="tensorforce", clip_value_loss=False,
+                           anneal_lr=False)
+    env = fnrl.envs.make("CartPole-v1", num_envs=config.num_envs)
+    trainer = ppo.make_trainer(config, env)
+    key = jax.random.PRNGKey(3)
+    state, metrics = jax.jit(ppo.make_train(config, env))(key)
+    chunked = jax.jit(trainer.init)(key)
+    update = jax.jit(trainer.update)
+    chunk_metrics = []
+    for _ in range(trainer.num_updates):
+        chunked, m = update(chunked)
+        chunk_metrics.append(m)
+    assert _tree_equal(state, chunked)
+    assert _tree_equal(metrics, jax.tree.map(lambda *xs: jnp.stack(xs), *chunk_metrics))
+    steps = trainer.num_updates * trainer.steps_per_update
+    np.testing.assert_allclose(state.obs_stats.count, steps + 1e-4, rtol=1e-6)
+    assert float(state.reward_norm.stats.count) == steps
+    np.testing.assert_allclose(metrics["learning_rate"], config.learning_rate)
+
+
+# ------------------------------------------------------------------------------ MinimalTest
+
+_MULTI = {"bool": (), "int": (2,), "float": (1, 1), "bounded": (1,)}
+
+
+def _evaluate(trainer, env, params, key, ticks=100):
+    """Plays the trained policy stochastically (TF's PPO test has deterministic=False);
+    returns (finished, return, length) per tick and env, time-major."""
+
+    def policy(k, observation, memory, action=None):
+        return PolicyOutput(trainer.act(params, k, observation, False), memory)
+
+    _, traj = unroll(policy, env, rollout_init(env, key), ticks, env_info=episode_stats)
+    finished = (traj.terminated | traj.truncated) & traj.valid
+    return finished, traj.env_info.last_return, traj.env_info.last_length
+
+
+@pytest.mark.parametrize("specification, num_updates", [
+    ("int", 20), ("bool", 20), ("float", 20), ("bounded", 20), (_MULTI, 40),
+], ids=["int", "bool", "float", "bounded", "multi"])
+def test_minimal_test_passes(specification, num_updates):
+    """TensorForce's agent test (R1-R3, R11): reward/length >= 0.8, here averaged over the last
+    100 episodes of the trained stochastic policy (TF demands it of each of its last 100
+    training episodes). R3's multi test only runs; we hold it to the same rule."""
+    config = ppo.PPOConfig(num_envs=8, num_steps=16, total_steps=8 * 16 * num_updates, hidden_sizes=(32, 32),
+                           learning_rate=3e-3, anneal_lr=False, num_minibatches=2)
+    env = fnrl.envs.make("MinimalTest-v0", num_envs=config.num_envs, specification=specification)
+    trainer = ppo.make_trainer(config, env)
+
+    def run(key):
+        state, _ = ppo.make_train(config, env)(key)
+        return _evaluate(trainer, env, trainer.params(state), jax.random.fold_in(key, 1))
+
+    finished, returns, lengths = jax.jit(jax.vmap(run))(jax.random.split(jax.random.PRNGKey(1), 2))
+    for seed in range(2):
+        done = np.asarray(finished[seed])
+        ratios = (np.asarray(returns[seed]) / np.maximum(np.asarray(lengths[seed]), 1))[done]
+        assert ratios.size >= 100
+        # Measured: 0.95-1.0 for the single types, ~0.9 for multi.
+        assert ratios[-100:].mean() >= 0.8, (seed, ratios[-100:].mean())
+
+
+# ------------------------------------------------------------------------------ advantages
+
+
+def _trajectory(reward, terminated, truncated, valid, value):
+    t = len(reward)
+    col = lambda x, dtype: jnp.asarray(x, dtype)[:, None]
+    return Trajectory(
+        observation=jnp.zeros((t, 1, 4)), action=jnp.zeros((t, 1), jnp.int32),
+        reward=col(reward, jnp.float32), terminated=col(terminated, bool), truncated=col(truncated, bool),
+        valid=col(valid, bool), first=jnp.zeros((t, 1), bool),
+        extras={"value": col(value, jnp.float32), "log_prob": jnp.zeros((t, 1))}, memory=(),
+    )
+
+
+def test_advantages_bootstrap_truncation_from_final_observation():
+    """Tick 1 is truncated, tick 2 is the invalid reset step whose recorded value is V(final
+    observation); tick 4 terminates. Formula by hand, γ = 0.9, λ = 0.5."""
+    config = ppo.PPOConfig(gamma=0.9, gae_lambda=0.5)
+    r, v = [1.0, 2.0, 7.0, 3.0, 4.0], [0.5, 1.5, 5.0, 0.25, 0.75]
+    traj = _trajectory(r, [0, 0, 0, 0, 1], [0, 1, 0, 0, 0], [1, 1, 0, 1, 1], v)
+    adv, target = ppo.advantages(config, traj, jnp.asarray([9.0]))
+    g, lam = 0.9, 0.5
+    a4 = r[4] - v[4]  # terminated: no bootstrap
+    a3 = r[3] + g * v[4] - v[3] + g * lam * a4
+    a1 = r[1] + g * v[2] - v[1]  # truncated: bootstraps from V(final obs), trace cut
+    a0 = r[0] + g * v[1] - v[0] + g * lam * a1
+    np.testing.assert_allclose(adv[:, 0], [a0, a1, 0.0, a3, a4], rtol=1e-6)
+    np.testing.assert_allclose(target[:, 0], np.asarray([a0, a1, 0.0, a3, a4]) + np.asarray(v), rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------ masking
+
+
+@pytest.fixture(scope="module")
+def cartpole_agent():
+    config = ppo.PPOConfig()
+    env = fnrl.envs.make("CartPole-v1", num_envs=config.num_envs)
+    agent = ppo.make_agent(config, env)
+    params = agent.network.init(jax.random.PRNGKey(0), jnp.zeros((1, 4)))
+    return agent, params
+
+
+def _random_batch(key, n, valid):
+    keys = jax.random.split(key, 6)
+    return ppo.PPOBatch(
+        observation=jax.random.normal(keys[0], (n, 4)),
+        action=jax.random.bernoulli(keys[1], 0.5, (n,)).astype(jnp.int32),
+        log_prob=jnp.log(jax.random.uniform(keys[2], (n,), minval=0.3, maxval=0.7)),
+        value=jax.random.normal(keys[3], (n,)),
+        advantage=jax.random.normal(keys[4], (n,)),
+        target=jax.random.normal(keys[5], (n,)),
+        mask=jnp.asarray(valid),
+    )
+
+
+def _loss_and_grad(agent, params, batch):
+    return jax.value_and_grad(ppo.ppo_loss, argnums=1, has_aux=True)(agent, params, (), batch)
+
+
+def test_invalid_steps_are_masked_out_of_the_loss(cartpole_agent):
+    agent, params = cartpole_agent
+    valid = np.array([1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 1, 1], bool)
+    batch = _random_batch(jax.random.PRNGKey(5), valid.size, valid)
+    # Whatever the invalid steps hold must not matter, even non-finite numbers.
+    garbage = lambda x: jnp.where(jnp.asarray(valid).reshape((-1,) + (1,) * (x.ndim - 1)), x, jnp.nan)
+    batch = batch._replace(**{f: garbage(getattr(batch, f)) for f in ("log_prob", "value", "advantage", "target")})
+    kept = jax.tree.map(lambda x: x[valid], batch)
+    loss_and_grad = jax.jit(functools.partial(_loss_and_grad, agent))  # the agent is not hashable
+    (loss, aux), grads = loss_and_grad(params, batch)
+    (loss_kept, aux_kept), grads_kept = loss_and_grad(params, kept)
+    assert np.isfinite(loss)
+    np.testing.assert_allclose(loss, loss_kept, rtol=1e-5)
+    for name in aux:
+        np.testing.assert_allclose(aux[name], aux_kept[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), grads, grads_kept)
+
+
+# ------------------------------------------------------------------------------ actions, errors
+
+
+def test_clipped_gaussian_steps_clipped_actions_but_keeps_the_sample():
+    config = ppo.PPOConfig(bounded_actions="clipped_gaussian", init_log_std=1.0)
+    env = fnrl.envs.make("Pendulum-v1", num_envs=config.num_envs)
+    trainer = ppo.make_trainer(config, env)
+    agent = ppo.make_agent(config, env)
+    assert [part.family for part in agent.parts] == ["gaussian"]
+    state = trainer.init(jax.random.PRNGKey(0))
+    obs = jnp.broadcast_to(state.rollout.timestep.observation[:1], (256, 3))
+    key = jax.random.PRNGKey(1)
+    raw = ppo.policy_step(agent, state.params, (), key, obs, ()).action
+    acted = trainer.act(trainer.params(state), key, obs, False)
+    assert raw.shape == acted.shape == (256, 1)
+    assert np.any(np.abs(raw) > 2.0)  # std e ≈ 2.7: many samples leave [-2, 2]
+    np.testing.assert_array_equal(acted, np.clip(raw, -2.0, 2.0))
+    greedy = trainer.act(trainer.params(state), key, obs, True)
+    np.testing.assert_array_equal(greedy, greedy[:1].repeat(256, 0))
+
+
+def test_default_distributions_follow_the_action_spec():
+    env = fnrl.envs.make("MinimalTest-v0", num_envs=2, specification=_MULTI)
+    agent = ppo.make_agent(ppo.PPOConfig(num_envs=2), env)
+    families = dict(zip(("bool", "bounded", "float", "int"), [p.family for p in agent.parts]))
+    assert families == {"bool": "bernoulli", "int": "categorical", "float": "gaussian", "bounded": "beta"}
+    trainer = ppo.make_trainer(ppo.PPOConfig(num_envs=2), env)
+    state = trainer.init(jax.random.PRNGKey(0))
+    action = trainer.act(trainer.params(state), jax.random.PRNGKey(1), state.rollout.timestep.observation, False)
+    spec = env.spec().action
+    for name, part in action.items():
+        assert part.shape == (2,) + spec[name].shape and part.dtype == spec[name].dtype, name
+    assert np.all((action["bounded"] >= -0.5) & (action["bounded"] <= 1.5))
+
+
+@pytest.mark.parametrize("field, value", [
+    ("num_minibatches", 3), ("clip_range", "asymmetric"), ("bounded_actions", "squashed"),
+    ("gamma", 1.5), ("num_steps", 0), ("clip_eps", -0.1),
+])
+def test_config_rejects_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        ppo.PPOConfig(**{field: value})
+
+
+def test_make_trainer_rejects_mismatched_env():
+    env = fnrl.envs.make("CartPole-v1", num_envs=2)
+    with pytest.raises(ValueError, match="num_envs"):
+        ppo.make_trainer(ppo.PPOConfig(num_envs=4), env)
+    with pytest.raises(ValueError, match="total_steps"):
+        ppo.make_trainer(ppo.PPOConfig(num_envs=2, total_steps=100), env)
+
+
+def test_config_is_json_serialisable():
+    import dataclasses
+    import json
+
+    config = ppo.PPOConfig()
+    loaded = json.loads(json.dumps(dataclasses.asdict(config)))
+    assert ppo.PPOConfig(**loaded) == config
