@@ -293,7 +293,7 @@ def update(agent: _Agent, env: Env, state: TRPOState) -> tuple[TRPOState, dict]:
     """One iteration: rollout with the current policy, then `learn`; metrics per the contract."""
     cfg = agent.config
     params = hk.data_structures.merge(state.policy_params, state.value_params)
-    policy = functools.partial(ppo._policy_step, agent, params, _NO_OBS_STATS)
+    policy = functools.partial(ppo.policy_step, agent, params, _NO_OBS_STATS)
     rollout, trajectory = unroll(policy, env, state.rollout, cfg.num_steps, env_info=episode_stats)
     _, bootstrap = ppo._forward(agent, params, _NO_OBS_STATS, rollout.timestep.observation)
     state, metrics = learn(agent, state._replace(rollout=rollout), trajectory, bootstrap)
