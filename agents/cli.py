@@ -33,9 +33,13 @@ from agents.common import Trainer
 from fnrl import checkpoint
 
 AGENTS: dict[str, tuple[str, str]] = {  # name -> (module, config class)
+    "a2c": ("agents.a2c", "A2CConfig"),
+    "constant": ("agents.baselines", "ConstantConfig"),
     "es": ("agents.es", "ESConfig"),
     "ppo": ("agents.ppo", "PPOConfig"),
+    "random": ("agents.baselines", "RandomConfig"),
     "trpo": ("agents.trpo", "TRPOConfig"),
+    "vpg": ("agents.vpg", "VPGConfig"),
 }
 METRIC_COLUMNS = ("update", "seed", "env_steps", "episode_return_sum", "episode_count")
 
@@ -57,6 +61,8 @@ def _coerce(field: dataclasses.Field, raw: Any) -> Any:
         except json.JSONDecodeError:
             pass
     default = field.default
+    if raw is None:  # JSON null switches an optional feature off (e.g. baseline_mode)
+        return None
     if isinstance(default, bool):
         if not isinstance(raw, bool):
             raise SystemExit(f"fnrl: config field {field.name!r} takes true/false, got {raw!r}")

@@ -112,3 +112,10 @@ def test_bad_arguments(tmp_path):
         cli.main(["train", "dummy", "--env", "CartPole-v1", "--set", "bogus=1", "--out", str(tmp_path / "b")])
     with pytest.raises(SystemExit, match="takes a number"):
         cli.main(["train", "dummy", "--env", "CartPole-v1", "--set", "learning_rate=fast", "--out", str(tmp_path / "c")])
+
+
+def test_null_switches_an_optional_field_off(tmp_path):
+    from agents.vpg import VPGConfig
+
+    config = cli.build_config(VPGConfig, {"baseline_mode": "null"})
+    assert config.baseline_mode is None

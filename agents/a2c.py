@@ -1,0 +1,243 @@
+"""A2C: synchronous advantage actor-critic (Mnih et al. 2016, "Asynchronous Methods for Deep
+Reinforcement Learning", arXiv:1602.01783, in the synchronous form of OpenAI baselines' `a2c`;
+AgentNet's a2c objective, seed features A7 / B3 / H9).
+
+One update = a rollout of `num_steps` ticks in `num_envs` envs with the current policy, then a
+single optimizer step on the whole rollout (`fnrl.a2c_loss`):
+
+    L = −mean(log π(a_i|s_i) · Â_i) + vf_coef · mean((V(s_i) − V̂_i)²) / 2 − ent_coef · mean(H[π(.|s_i)])
+
+With the default `gae_lambda = 1` the advantage is the paper's k-step one: every tick i of the
+rollout bootstraps from the critic at its end,
+
+    Â_i = Σ_{k<T−i} γ^k r_{i+k} + γ^{T−i} V(o_T) − V(s_i),   V̂_i = Â_i + V(s_i),
+
+computed by `fnrl.gae` (λ < 1 gives GAE, Schulman et al. 2016, arXiv:1506.02438) exactly as PPO
+computes it (`agents.ppo.advantages`): a termination cuts the sum, a truncation bootstraps from
+the critic's value of the final observation, and the envpool-style reset ticks are masked out.
+
+Defaults follow the paper and baselines' `a2c`: RMSprop (decay 0.99, eps 1e-5) at 7e-4,
+global-norm clipping 0.5, 5-step rollouts in 8 envs, entropy 0.01; actor and critic are separate
+64-64 tanh MLPs with orthogonal initialization (the network, action distributions, `act` and the
+rollout policy step are PPO's: `agents.ppo`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import optax
+
+import fnrl
+from fnrl.envs.wrappers import episode_stats
+from fnrl.rollout import RolloutCarry, Trajectory, rollout_init, unroll
+from fnrl.types import Array, Env, PRNGKey, PyTree
+
+from agents import common, ppo
+
+OPTIMIZERS = ("rmsprop", "adam", "sgd")
+_BOUNDED_ACTIONS = ("beta", "clipped_gaussian")
+
+
+@dataclasses.dataclass(frozen=True)
+class A2CConfig:
+    """Every hyperparameter of the recipe (JSON-serialisable field types)."""
+
+    num_envs: int = 8
+    num_steps: int = 5  # rollout length per env and update: the k of the k-step advantage
+    total_steps: int = 500_000  # env steps of the whole run (num_updates = total // (envs·steps))
+    hidden_sizes: tuple[int, ...] = (64, 64)  # actor and critic torsos (separate)
+    activation: str = "tanh"
+    optimizer: str = "rmsprop"  # or "adam", "sgd"
+    learning_rate: float = 7e-4
+    anneal_lr: bool = False  # linear decay to 0 over the run
+    rmsprop_decay: float = 0.99
+    optimizer_eps: float = 1e-5  # RMSprop (inside the square root, as TF) or Adam epsilon
+    gamma: float = 0.99
+    gae_lambda: float = 1.0  # 1: the paper's k-step advantage; < 1: GAE
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5  # weight of the halved squared error
+    max_grad_norm: float = 0.5  # global-norm clipping; 0 disables it
+    normalize_advantages: bool = False
+    bounded_actions: str = "beta"  # or "clipped_gaussian" (see agents.ppo)
+    init_log_std: float = 0.0  # initial log-std of gaussian policies
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        check_counts("A2CConfig", self, ("num_envs", "num_steps", "total_steps"))
+        check_ranges("A2CConfig", self, (("gamma", 0, 1), ("gae_lambda", 0, 1), ("learning_rate", 0, None),
+                                         ("max_grad_norm", 0, None), ("rmsprop_decay", 0, 1),
+                                         ("optimizer_eps", 0, None)))
+        check_choice("A2CConfig", "optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("A2CConfig", "bounded_actions", self.bounded_actions, _BOUNDED_ACTIONS)
+
+
+class A2CState(NamedTuple):
+    """The whole training state (arrays only: checkpointed and vmapped over seeds)."""
+
+    params: PyTree  # haiku params of actor and critic
+    opt_state: optax.OptState
+    rollout: RolloutCarry  # env state, last timestep and the acting key
+    update_count: Array  # int32, updates done
+
+
+class _Agent(NamedTuple):
+    """Everything static the recipe functions need; the field names are those `agents.ppo`'s
+    network, distribution and acting helpers read."""
+
+    config: A2CConfig
+    network: hk.Transformed  # features -> (list of per-part distribution params, value)
+    parts: tuple  # of agents.ppo._Part, in the action spec's leaf order
+    action_treedef: Any
+    obs_specs: tuple  # of Spec, in the observation spec's leaf order
+    obs_treedef: Any
+    optimizer: optax.GradientTransformation
+    learning_rate: optax.Schedule
+    num_updates: int
+
+
+# --------------------------------------------------------------------------------------------
+# Config and env checks, optimizers (shared with agents.vpg and agents.baselines).
+
+
+def check_counts(owner: str, config: Any, names: tuple[str, ...]) -> None:
+    """Each named field is an int >= 1."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{owner}: field `{name}` must be an int >= 1, got {value!r}")
+
+
+def check_ranges(owner: str, config: Any, ranges: tuple) -> None:
+    """Each `(name, low, high)` field lies in [low, high] (high None: no upper bound)."""
+    for name, low, high in ranges:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value \
+                or (high is not None and value > high):
+            raise ValueError(f"{owner}: field `{name}` must lie in [{low}, {'inf' if high is None else high}], "
+                             f"got {value!r}")
+
+
+def check_choice(owner: str, name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{owner}: field `{name}` must be one of {choices}, got {value!r}")
+
+
+def check_env(fn: str, config: Any, env: Env) -> None:
+    """`env` is a pure-JAX batched env of `config.num_envs` envs and the run holds one update."""
+    if not isinstance(env, Env) or not env.is_jax:
+        raise ValueError(f"{fn}: argument `env` must be a pure-JAX fnrl Env (backend='jax')")
+    if env.num_envs != config.num_envs:
+        raise ValueError(f"{fn}: argument `env` has num_envs={env.num_envs}, but config.num_envs={config.num_envs}")
+    steps = config.num_envs * config.num_steps
+    if config.total_steps < steps:
+        raise ValueError(f"{fn}: config.total_steps ({config.total_steps}) must be >= num_envs * num_steps = {steps}")
+
+
+def named_optimizer(name: str, learning_rate: float | optax.Schedule, max_grad_norm: float = 0.0,
+                    eps: float = 1e-8, rmsprop_decay: float = 0.99) -> optax.GradientTransformation:
+    """"rmsprop" / "adam" / "sgd" (optax), after global-norm clipping when `max_grad_norm` > 0."""
+    check_choice("named_optimizer", "name", name, OPTIMIZERS)
+    if name == "rmsprop":
+        base = optax.rmsprop(learning_rate, decay=rmsprop_decay, eps=eps)
+    elif name == "adam":
+        base = optax.adam(learning_rate, eps=eps)
+    else:
+        base = optax.sgd(learning_rate)
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), base) if max_grad_norm > 0 else base
+
+
+# --------------------------------------------------------------------------------------------
+# Learning.
+
+
+def a2c_loss(agent: _Agent, params: PyTree, trajectory: Trajectory, advantage: Array,
+             target: Array) -> tuple[Array, dict]:
+    """`fnrl.a2c_loss` over the valid ticks of the rollout (module docstring's L)."""
+    cfg = agent.config
+    dist_params, value = ppo._forward(agent, params, (), trajectory.observation)
+    if cfg.normalize_advantages:
+        advantage = fnrl.normalize_advantages(advantage, trajectory.valid)
+    total, parts = fnrl.a2c_loss(ppo.log_prob(agent, dist_params, trajectory.action), advantage, value, target,
+                                 ppo.entropy(agent, dist_params), cfg.vf_coef, cfg.ent_coef, trajectory.valid)
+    return total, {"loss": total, "policy_loss": parts.policy, "value_loss": parts.value, "entropy": -parts.entropy}
+
+
+def learn(agent: _Agent, state: A2CState, trajectory: Trajectory, bootstrap: Array) -> tuple[A2CState, dict]:
+    """One optimizer step on one rollout.
+
+    `trajectory.extras["value"]` holds V(s_i) `[T, B]` of the acting parameters; `bootstrap` is
+    V(o_T) `[B]`. Returns the state with new params / optimizer state and the loss metrics
+    (plus "learning_rate" and the pre-clipping "grad_norm").
+    """
+    advantage, target = ppo.advantages(agent.config, trajectory, bootstrap)
+    grads, metrics = jax.grad(functools.partial(a2c_loss, agent), has_aux=True)(
+        state.params, trajectory, advantage, target)
+    updates, opt_state = agent.optimizer.update(grads, state.opt_state, state.params)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    metrics["learning_rate"] = jnp.asarray(agent.learning_rate(state.update_count), jnp.float32)
+    return state._replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state), metrics
+
+
+# --------------------------------------------------------------------------------------------
+# The recipe.
+
+
+def init(agent: _Agent, env: Env, key: PRNGKey) -> A2CState:
+    """Resets the envs and initializes the network and the optimizer."""
+    net_key, env_key = jax.random.split(key)
+    rollout = rollout_init(env, env_key)
+    params = agent.network.init(net_key, ppo._features(agent, rollout.timestep.observation))
+    return A2CState(params, agent.optimizer.init(params), rollout, jnp.zeros((), jnp.int32))
+
+
+def update(agent: _Agent, env: Env, state: A2CState) -> tuple[A2CState, dict]:
+    """One iteration: a `num_steps` rollout with the current policy, then `learn`."""
+    cfg = agent.config
+    policy = functools.partial(ppo.policy_step, agent, state.params, ())
+    rollout, trajectory = unroll(policy, env, state.rollout, cfg.num_steps, env_info=episode_stats)
+    _, bootstrap = ppo._forward(agent, state.params, (), rollout.timestep.observation)
+    state, metrics = learn(agent, state._replace(rollout=rollout), trajectory, bootstrap)
+    state = state._replace(update_count=state.update_count + 1)
+    metrics.update(ppo._episode_metrics(trajectory))
+    metrics["env_steps"] = state.update_count.astype(jnp.float32) * (cfg.num_envs * cfg.num_steps)
+    return state, metrics
+
+
+def make_agent(config: A2CConfig, env: Env) -> _Agent:
+    """The static parts of the recipe for `env`'s specs (network, distributions, optimizer)."""
+    check_env("a2c.make_trainer", config, env)
+    env_spec = env.spec()
+    parts, action_treedef = ppo._action_parts(env_spec.action, config.bounded_actions)
+    obs_specs, obs_treedef = jax.tree.flatten(env_spec.observation, is_leaf=ppo._is_spec)
+    num_updates = config.total_steps // (config.num_envs * config.num_steps)
+    learning_rate = (optax.linear_schedule(config.learning_rate, 0.0, num_updates) if config.anneal_lr
+                     else optax.constant_schedule(config.learning_rate))
+    optimizer = named_optimizer(config.optimizer, learning_rate, config.max_grad_norm, config.optimizer_eps,
+                                config.rmsprop_decay)
+    return _Agent(config, ppo._network(config, parts), parts, action_treedef, tuple(obs_specs), obs_treedef,
+                  optimizer, learning_rate, num_updates)
+
+
+def make_trainer(config: A2CConfig, env: Env) -> common.Trainer:
+    """The `agents.common.Trainer` of A2C on a batched pure-JAX `env` of `config.num_envs` envs."""
+    agent = make_agent(config, env)
+    env = ppo._clipping_env(agent, env)
+    return common.Trainer(
+        init=functools.partial(init, agent, env),
+        update=functools.partial(update, agent, env),
+        num_updates=agent.num_updates,
+        steps_per_update=config.num_envs * config.num_steps,
+        act=functools.partial(ppo.act, agent),
+        params=lambda state: {"network": state.params, "obs_stats": ()},
+    )
+
+
+def make_train(config: A2CConfig, env: Env):
+    """`train(key) -> (state, metrics)`: the whole run, jit- and vmap-able (PureJaxRL contract)."""
+    return common.train_from_trainer(make_trainer(config, env))

@@ -1,0 +1,372 @@
+"""VPG: vanilla policy gradient, REINFORCE with an optional learned baseline (Williams 1992,
+"Simple statistical gradient-following algorithms for connectionist reinforcement learning";
+Sutton et al. 1999; TensorForce `VPGAgent`, seed features A11 / A17 / H1–H8).
+
+One update = a batch of `num_steps` ticks in `num_envs` envs (TensorForce's `batch_size` is
+`num_envs · num_steps` timesteps) with the current policy, then one policy-optimizer step on
+
+    L = −mean(log π(a_i|s_i) · Â_i) − ent_coef · mean(H[π(.|s_i)])        (`fnrl.reinforce_loss`)
+
+with the reward estimate of TensorForce's `PGModel` (H7, H8):
+- no GAE: Â_i = R_i − b(s_i), R_i the discounted return `fnrl.discounted_returns`, b = 0 without
+  a baseline;
+- `gae_lambda = λ`: Â = `fnrl.gae` of the baseline's TD residuals r + γ·b(s')·(1 − term) − b(s).
+Within the batch a return stops at a termination, bootstraps from b(final observation) at a
+truncation, and after the batch's last tick bootstraps from b(o_T) (`bootstrap=False`: from 0, as
+TensorForce, which is also what happens without a baseline).
+
+`baseline_mode` (H6): None — no baseline; "states" — a separate value network on the raw states
+(`baseline_network="mlp"`: dense `baseline_sizes` (TensorForce `MLPBaseline`, H3); "cnn": 3×3
+stride-1 ReLU convolutions `baseline_conv_sizes`, then the dense layers (`CNNBaseline`, H4) on an
+image observation); "network" — the same dense layers + linear head on the policy network's
+embedding (H2). The baseline regresses the returns R with the halved squared error
+(`fnrl.value_loss`, TensorForce's `0.5·mean((b − R)²)`). With a `baseline_optimizer` it takes its
+own `baseline_optimizer_steps` steps on it (`fnrl.multi_step`, TensorForce's `multi_step`
+meta-optimizer) from the same batch, alongside the policy step; in "network" mode only the
+baseline's own layers move, as in TensorForce. Without one (`baseline_optimizer=None`) the
+baseline loss, weighted by `baseline_coef`, joins the policy loss under the policy optimizer (and
+in "network" mode also trains the shared torso).
+
+TensorForce's defaults are `baseline_mode=None`, Adam 1e-3, γ = 0.99; the defaults here add a
+"states" baseline and advantage normalization so that `fnrl train vpg` learns classic control.
+Multi-part actions sum their log-probs (the joint likelihood; TensorForce averages them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple, Optional
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import fnrl
+from fnrl.envs.wrappers import episode_stats
+from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory, rollout_init, unroll
+from fnrl.types import Array, Env, PRNGKey, PyTree
+
+from agents import common, ppo
+from agents.a2c import OPTIMIZERS, check_choice, check_counts, check_env, check_ranges, named_optimizer
+
+BASELINE_MODES = (None, "states", "network")
+BASELINE_NETWORKS = ("mlp", "cnn")
+_BOUNDED_ACTIONS = ("beta", "clipped_gaussian")
+
+
+@dataclasses.dataclass(frozen=True)
+class VPGConfig:
+    """Every hyperparameter of the recipe (JSON-serialisable field types; None is JSON null)."""
+
+    num_envs: int = 4
+    num_steps: int = 128  # ticks per env and update (batch = num_envs · num_steps timesteps)
+    total_steps: int = 200_000  # env steps of the whole run (num_updates = total // (envs·steps))
+    hidden_sizes: tuple[int, ...] = (64, 64)  # policy torso
+    activation: str = "tanh"
+    optimizer: str = "adam"  # or "rmsprop", "sgd"
+    learning_rate: float = 1e-3
+    max_grad_norm: float = 0.0  # global-norm clipping of the policy gradient; 0 disables it
+    gamma: float = 0.99
+    ent_coef: float = 0.0  # TensorForce `entropy_regularization`
+    normalize_advantages: bool = True
+    bootstrap: bool = True  # False: the value after the batch's last tick is 0 (TensorForce)
+    baseline_mode: Optional[str] = "states"  # None, "states" or "network"
+    baseline_network: str = "mlp"  # "states" mode: "mlp" or "cnn" (image observations)
+    baseline_sizes: tuple[int, ...] = (32, 32)  # dense layers of the baseline (tanh, as TensorForce)
+    baseline_conv_sizes: tuple[int, ...] = (16, 16)  # "cnn": channels of the 3x3 convolutions
+    baseline_optimizer: Optional[str] = "adam"  # or "rmsprop", "sgd"; None: joint with the policy
+    baseline_learning_rate: float = 1e-3
+    baseline_optimizer_steps: int = 1  # fnrl.multi_step num_steps (TensorForce test: 5)
+    baseline_coef: float = 1.0  # weight of the baseline loss when baseline_optimizer is None
+    gae_lambda: Optional[float] = None  # None: R − b; in [0, 1]: GAE (needs a baseline)
+    bounded_actions: str = "beta"  # or "clipped_gaussian" (see agents.ppo)
+    init_log_std: float = 0.0  # initial log-std of gaussian policies
+
+    def __post_init__(self):
+        for name in ("hidden_sizes", "baseline_sizes", "baseline_conv_sizes"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        check_counts("VPGConfig", self, ("num_envs", "num_steps", "total_steps", "baseline_optimizer_steps"))
+        check_ranges("VPGConfig", self, (("gamma", 0, 1), ("learning_rate", 0, None), ("max_grad_norm", 0, None),
+                                         ("baseline_learning_rate", 0, None), ("baseline_coef", 0, None)))
+        check_choice("VPGConfig", "optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("VPGConfig", "baseline_mode", self.baseline_mode, BASELINE_MODES)
+        check_choice("VPGConfig", "baseline_network", self.baseline_network, BASELINE_NETWORKS)
+        check_choice("VPGConfig", "baseline_optimizer", self.baseline_optimizer, (None,) + OPTIMIZERS)
+        check_choice("VPGConfig", "bounded_actions", self.bounded_actions, _BOUNDED_ACTIONS)
+        if self.gae_lambda is not None:
+            check_ranges("VPGConfig", self, (("gae_lambda", 0, 1),))
+            if self.baseline_mode is None:
+                raise ValueError("VPGConfig: field `gae_lambda` needs a baseline: set `baseline_mode` "
+                                 "to 'states' or 'network', or gae_lambda to None")
+        if self.baseline_network == "cnn" and self.baseline_mode != "states":
+            raise ValueError(f"VPGConfig: field `baseline_network`='cnn' needs baseline_mode='states', "
+                             f"got {self.baseline_mode!r}")
+
+
+class VPGState(NamedTuple):
+    """The whole training state (arrays only: checkpointed and vmapped over seeds)."""
+
+    params: PyTree  # {"policy": haiku params, "baseline": haiku params ({} without a baseline)}
+    opt_state: optax.OptState  # of the policy optimizer (over all params when joint)
+    baseline_opt_state: optax.OptState  # () unless the baseline has its own optimizer
+    rollout: RolloutCarry  # env state, last timestep and the acting key
+    update_count: Array  # int32, updates done
+
+
+class VPGBatch(NamedTuple):
+    """Learning data, one entry per (tick, env): what was seen and done, the advantage Â the
+    policy gradient weighs, the return R the baseline regresses, and whether the tick is valid."""
+
+    observation: PyTree
+    action: PyTree
+    advantage: Array
+    returns: Array
+    mask: Array
+
+
+class _Agent(NamedTuple):
+    """Everything static the recipe functions need; `network`, `parts`, `action_treedef`,
+    `obs_specs`, `obs_treedef` are the fields `agents.ppo`'s acting helpers read."""
+
+    config: VPGConfig
+    network: hk.Transformed  # policy: features -> (list of per-part distribution params, embedding)
+    baseline: Optional[hk.Transformed]  # baseline input -> value
+    parts: tuple  # of agents.ppo._Part, in the action spec's leaf order
+    action_treedef: Any
+    obs_specs: tuple  # of Spec, in the observation spec's leaf order
+    obs_treedef: Any
+    optimizer: optax.GradientTransformation
+    baseline_optimizer: Optional[optax.GradientTransformation]  # None: baseline loss joins the policy's
+    num_updates: int
+
+
+# --------------------------------------------------------------------------------------------
+# Networks.
+
+
+def _policy_network(config: VPGConfig, parts: tuple) -> hk.Transformed:
+    """Dense torso (orthogonal √2 init) whose output is the embedding; PPO's per-part heads."""
+
+    def forward(features: Array) -> tuple[list, Array]:
+        embedding = fnrl.MLP(config.hidden_sizes, config.activation,
+                             w_init=hk.initializers.Orthogonal(np.sqrt(2.0)), name="torso")(features)
+        return [ppo._head(part, config, i, embedding) for i, part in enumerate(parts)], embedding
+
+    return hk.without_apply_rng(hk.transform(forward))
+
+
+def _conv_torso(channels: tuple[int, ...], images: Array) -> Array:
+    """TensorForce `conv2d` layers (3×3, stride 1, SAME, ReLU) on `[..., H, W, C]`, flattened."""
+    lead = images.shape[:-3]
+    h = images.reshape((-1,) + images.shape[-3:])
+    for i, size in enumerate(channels):
+        h = jax.nn.relu(hk.Conv2D(size, 3, stride=1, padding="SAME", name=f"conv_{i}")(h))
+    return h.reshape(lead + (-1,))
+
+
+def _baseline_network(config: VPGConfig) -> hk.Transformed:
+    """MLPBaseline / CNNBaseline: [convs,] dense `baseline_sizes` (tanh), linear value."""
+
+    def forward(x: Array) -> Array:
+        if config.baseline_network == "cnn":
+            x = _conv_torso(config.baseline_conv_sizes, x)
+        x = fnrl.MLP(config.baseline_sizes, "tanh", name="dense")(x) if config.baseline_sizes else x
+        return fnrl.ValueHead(name="value")(x)
+
+    return hk.without_apply_rng(hk.transform(forward))
+
+
+def _baseline_input(agent: _Agent, observation: PyTree, embedding: Array) -> Array:
+    """What the baseline sees: the embedding ("network"), the image ("cnn") or the features."""
+    if agent.config.baseline_mode == "network":
+        return embedding
+    if agent.config.baseline_network == "cnn":
+        return jnp.asarray(agent.obs_treedef.flatten_up_to(observation)[0], jnp.float32)
+    return ppo._features(agent, observation)
+
+
+def _forward(agent: _Agent, params: PyTree, observation: PyTree) -> tuple[list, Array, Array]:
+    """(distribution params, embedding, baseline value b(s); 0 without a baseline)."""
+    dist_params, embedding = agent.network.apply(params["policy"], ppo._features(agent, observation))
+    if agent.baseline is None:
+        return dist_params, embedding, jnp.zeros(embedding.shape[:-1], embedding.dtype)
+    value = agent.baseline.apply(params["baseline"], _baseline_input(agent, observation, embedding))
+    return dist_params, embedding, value
+
+
+def _policy_step(agent: _Agent, params: PyTree, key: PRNGKey, observation: PyTree, memory: PyTree,
+                 action: PyTree = None) -> PolicyOutput:
+    """`fnrl.rollout` policy step; records the baseline value b(s) as the "value" extra."""
+    dist_params, _, value = _forward(agent, params, observation)
+    if action is None:
+        action = ppo._sample(agent, key, dist_params)
+    return PolicyOutput(action, memory, {"value": value})
+
+
+# --------------------------------------------------------------------------------------------
+# Learning.
+
+
+def estimate(config: VPGConfig, trajectory: Trajectory, bootstrap: Array) -> tuple[Array, Array]:
+    """TensorForce's reward estimation (H7, H8): returns R `[T, B]` and advantages Â `[T, B]`.
+
+    R_i = r_i + γ(1 − term_i)·R_{i+1}, bootstrapping from b(o_T) = `bootstrap` after the last
+    tick (0 if not `config.bootstrap`) and from b(final observation) at truncations. Â = R − b
+    or, with `gae_lambda`, the GAE of the baseline. Both are 0 at invalid ticks.
+    """
+    values = trajectory.extras["value"]
+    if not config.bootstrap:
+        bootstrap = jnp.zeros_like(bootstrap)
+    values_ext = jnp.concatenate([values, bootstrap[None]], axis=0)
+    discount = config.gamma * (1.0 - trajectory.terminated.astype(values.dtype))
+    flags = dict(truncated_t=trajectory.truncated, valid_t=trajectory.valid)
+    returns = fnrl.discounted_returns(trajectory.reward, discount, values_ext[1:], **flags)
+    if config.gae_lambda is None:
+        return returns, jnp.where(trajectory.valid, returns - values, 0.0)
+    return returns, fnrl.gae(trajectory.reward, discount, values_ext, config.gae_lambda, **flags)
+
+
+def baseline_loss(agent: _Agent, baseline_params: PyTree, inputs: Array, returns: Array, mask: Array) -> Array:
+    """0.5 · mean_valid((b(x) − R)²) (TensorForce `Baseline.tf_loss`, H1)."""
+    return fnrl.value_loss(agent.baseline.apply(baseline_params, inputs), returns, mask)
+
+
+def vpg_loss(agent: _Agent, params: PyTree, batch: VPGBatch) -> tuple[Array, dict]:
+    """REINFORCE on Â minus the entropy bonus; plus `baseline_coef` · the baseline loss when the
+    baseline has no optimizer of its own."""
+    cfg = agent.config
+    dist_params, embedding = agent.network.apply(params["policy"], ppo._features(agent, batch.observation))
+    policy_loss = fnrl.reinforce_loss(ppo.log_prob(agent, dist_params, batch.action), batch.advantage,
+                                      mask_t=batch.mask)
+    mean_entropy = -fnrl.entropy_loss(ppo.entropy(agent, dist_params), batch.mask)
+    total = policy_loss - cfg.ent_coef * mean_entropy
+    value_loss = jnp.zeros_like(total)
+    if agent.baseline is not None and agent.baseline_optimizer is None:
+        inputs = _baseline_input(agent, batch.observation, embedding)
+        value_loss = baseline_loss(agent, params["baseline"], inputs, batch.returns, batch.mask)
+        total = total + cfg.baseline_coef * value_loss
+    return total, {"loss": total, "policy_loss": policy_loss, "value_loss": value_loss, "entropy": mean_entropy}
+
+
+def _policy_update(agent: _Agent, params: PyTree, opt_state: PyTree, batch: VPGBatch) -> tuple[PyTree, PyTree, dict]:
+    """One policy-optimizer step: over all params when joint, else over the policy's only."""
+    if agent.baseline_optimizer is None:
+        grads, metrics = jax.grad(functools.partial(vpg_loss, agent), has_aux=True)(params, batch)
+        updates, opt_state = agent.optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, metrics
+    loss = lambda policy: vpg_loss(agent, {**params, "policy": policy}, batch)  # noqa: E731
+    grads, metrics = jax.grad(loss, has_aux=True)(params["policy"])
+    updates, opt_state = agent.optimizer.update(grads, opt_state, params["policy"])
+    return {**params, "policy": optax.apply_updates(params["policy"], updates)}, opt_state, metrics
+
+
+def _baseline_update(agent: _Agent, params: PyTree, opt_state: PyTree, batch: VPGBatch) -> tuple[PyTree, PyTree, Array]:
+    """`baseline_optimizer_steps` steps of the baseline's own optimizer on the batch (inputs from
+    the pre-update policy); returns the loss before the first step."""
+    _, embedding = agent.network.apply(params["policy"], ppo._features(agent, batch.observation))
+    inputs = _baseline_input(agent, batch.observation, embedding)
+    loss = lambda p: baseline_loss(agent, p, inputs, batch.returns, batch.mask)  # noqa: E731
+    new, opt_state, losses = fnrl.multi_step(agent.baseline_optimizer, loss, params["baseline"], opt_state,
+                                             agent.config.baseline_optimizer_steps)
+    return new, opt_state, losses[0]
+
+
+def learn(agent: _Agent, state: VPGState, trajectory: Trajectory, bootstrap: Array) -> tuple[VPGState, dict]:
+    """VPG's learning phase on one batch.
+
+    `trajectory.extras["value"]` holds the baseline values b(s_i) `[T, B]` (zeros without a
+    baseline); `bootstrap` is b(o_T) `[B]`. The policy step and the baseline's own steps both use
+    the advantages of the pre-update baseline (TensorForce groups the two optimizations). With
+    its own optimizer, the "value_loss" metric is the baseline loss before its steps.
+    """
+    returns, advantage = estimate(agent.config, trajectory, bootstrap)
+    if agent.config.normalize_advantages:
+        advantage = fnrl.normalize_advantages(advantage, trajectory.valid)
+    batch = VPGBatch(trajectory.observation, trajectory.action, advantage, returns, trajectory.valid)
+    params, opt_state, metrics = _policy_update(agent, state.params, state.opt_state, batch)
+    baseline_opt_state = state.baseline_opt_state
+    if agent.baseline_optimizer is not None:
+        baseline, baseline_opt_state, metrics["value_loss"] = _baseline_update(
+            agent, state.params, baseline_opt_state, batch)
+        params = {**params, "baseline": baseline}
+    return state._replace(params=params, opt_state=opt_state, baseline_opt_state=baseline_opt_state), metrics
+
+
+# --------------------------------------------------------------------------------------------
+# The recipe.
+
+
+def init(agent: _Agent, env: Env, key: PRNGKey) -> VPGState:
+    """Resets the envs and initializes the networks and optimizers."""
+    policy_key, baseline_key, env_key = jax.random.split(key, 3)
+    rollout = rollout_init(env, env_key)
+    observation = rollout.timestep.observation
+    policy = agent.network.init(policy_key, ppo._features(agent, observation))
+    params = {"policy": policy, "baseline": {}}
+    if agent.baseline is not None:
+        _, embedding = agent.network.apply(policy, ppo._features(agent, observation))
+        params["baseline"] = agent.baseline.init(baseline_key, _baseline_input(agent, observation, embedding))
+    if agent.baseline_optimizer is None:
+        return VPGState(params, agent.optimizer.init(params), (), rollout, jnp.zeros((), jnp.int32))
+    return VPGState(params, agent.optimizer.init(policy), agent.baseline_optimizer.init(params["baseline"]),
+                    rollout, jnp.zeros((), jnp.int32))
+
+
+def update(agent: _Agent, env: Env, state: VPGState) -> tuple[VPGState, dict]:
+    """One iteration: a batch with the current policy, then `learn`; metrics per the contract."""
+    cfg = agent.config
+    policy = functools.partial(_policy_step, agent, state.params)
+    rollout, trajectory = unroll(policy, env, state.rollout, cfg.num_steps, env_info=episode_stats)
+    _, _, bootstrap = _forward(agent, state.params, rollout.timestep.observation)
+    state, metrics = learn(agent, state._replace(rollout=rollout), trajectory, bootstrap)
+    state = state._replace(update_count=state.update_count + 1)
+    metrics.update(ppo._episode_metrics(trajectory))
+    metrics["env_steps"] = state.update_count.astype(jnp.float32) * (cfg.num_envs * cfg.num_steps)
+    return state, metrics
+
+
+def _check_image_observation(env: Env) -> None:
+    observation = env.spec().observation
+    if not isinstance(observation, fnrl.Spec) or len(observation.shape) != 3:
+        raise ValueError("vpg.make_trainer: config.baseline_network='cnn' needs one image observation "
+                         f"Spec of shape (H, W, C), got {observation}")
+
+
+def make_agent(config: VPGConfig, env: Env) -> _Agent:
+    """The static parts of the recipe for `env`'s specs (networks, distributions, optimizers)."""
+    check_env("vpg.make_trainer", config, env)
+    if config.baseline_network == "cnn":
+        _check_image_observation(env)
+    env_spec = env.spec()
+    parts, action_treedef = ppo._action_parts(env_spec.action, config.bounded_actions)
+    obs_specs, obs_treedef = jax.tree.flatten(env_spec.observation, is_leaf=ppo._is_spec)
+    has_baseline = config.baseline_mode is not None
+    baseline_optimizer = None
+    if has_baseline and config.baseline_optimizer is not None:
+        baseline_optimizer = named_optimizer(config.baseline_optimizer, config.baseline_learning_rate)
+    return _Agent(config, _policy_network(config, parts), _baseline_network(config) if has_baseline else None,
+                  parts, action_treedef, tuple(obs_specs), obs_treedef,
+                  named_optimizer(config.optimizer, config.learning_rate, config.max_grad_norm), baseline_optimizer,
+                  config.total_steps // (config.num_envs * config.num_steps))
+
+
+def make_trainer(config: VPGConfig, env: Env) -> common.Trainer:
+    """The `agents.common.Trainer` of VPG on a batched pure-JAX `env` of `config.num_envs` envs."""
+    agent = make_agent(config, env)
+    env = ppo._clipping_env(agent, env)
+    return common.Trainer(
+        init=functools.partial(init, agent, env),
+        update=functools.partial(update, agent, env),
+        num_updates=agent.num_updates,
+        steps_per_update=config.num_envs * config.num_steps,
+        act=functools.partial(ppo.act, agent),
+        params=lambda state: {"network": state.params["policy"], "obs_stats": ()},
+    )
+
+
+def make_train(config: VPGConfig, env: Env):
+    """`train(key) -> (state, metrics)`: the whole run, jit- and vmap-able (PureJaxRL contract)."""
+    return common.train_from_trainer(make_trainer(config, env))
