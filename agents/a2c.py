@@ -128,17 +128,6 @@ def check_choice(owner: str, name: str, value: Any, choices: tuple) -> None:
         raise ValueError(f"{owner}: field `{name}` must be one of {choices}, got {value!r}")
 
 
-def check_env(fn: str, config: Any, env: Env) -> None:
-    """`env` is a pure-JAX batched env of `config.num_envs` envs and the run holds one update."""
-    if not isinstance(env, Env) or not env.is_jax:
-        raise ValueError(f"{fn}: argument `env` must be a pure-JAX fnrl Env (backend='jax')")
-    if env.num_envs != config.num_envs:
-        raise ValueError(f"{fn}: argument `env` has num_envs={env.num_envs}, but config.num_envs={config.num_envs}")
-    steps = config.num_envs * config.num_steps
-    if config.total_steps < steps:
-        raise ValueError(f"{fn}: config.total_steps ({config.total_steps}) must be >= num_envs * num_steps = {steps}")
-
-
 def named_optimizer(name: str, learning_rate: float | optax.Schedule, max_grad_norm: float = 0.0,
                     eps: float = 1e-8, rmsprop_decay: float = 0.99) -> optax.GradientTransformation:
     """"rmsprop" / "adam" / "sgd" (optax), after global-norm clipping when `max_grad_norm` > 0."""
@@ -211,7 +200,7 @@ def update(agent: _Agent, env: Env, state: A2CState) -> tuple[A2CState, dict]:
 
 def make_agent(config: A2CConfig, env: Env) -> _Agent:
     """The static parts of the recipe for `env`'s specs (network, distributions, optimizer)."""
-    check_env("a2c.make_trainer", config, env)
+    common.check_env("a2c.make_trainer", config, env)
     env_spec = env.spec()
     parts, action_treedef = ppo._action_parts(env_spec.action, config.bounded_actions)
     obs_specs, obs_treedef = jax.tree.flatten(env_spec.observation, is_leaf=ppo._is_spec)

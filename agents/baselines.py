@@ -30,7 +30,7 @@ from fnrl.rollout import PolicyOutput, RolloutCarry, rollout_init, unroll
 from fnrl.types import Array, Env, EnvSpec, PRNGKey, PyTree, Spec
 
 from agents import common, ppo
-from agents.a2c import check_counts, check_env
+from agents.a2c import check_counts
 
 ActFn = Callable[[PyTree, PRNGKey, PyTree, Any], PyTree]
 
@@ -153,7 +153,7 @@ def make_trainer(config: RandomConfig | ConstantConfig, env: Env) -> common.Trai
     if not isinstance(config, (RandomConfig, ConstantConfig)):
         raise ValueError(f"baselines.make_trainer: argument `config` must be a RandomConfig or ConstantConfig, "
                          f"got {type(config).__name__}")
-    check_env("baselines.make_trainer", config, env)
+    common.check_env("baselines.make_trainer", config, env)
     env_spec = env.spec()
     specs = jax.tree.leaves(env_spec.action, is_leaf=ppo._is_spec)
     for spec in specs:

@@ -13,7 +13,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
-from fnrl.types import PRNGKey, PyTree
+from fnrl.types import Env, PRNGKey, PyTree
 
 TrainState = PyTree
 
@@ -37,3 +37,19 @@ def train_from_trainer(trainer: Trainer) -> Callable[[PRNGKey], tuple[TrainState
         return jax.lax.scan(lambda s, _: trainer.update(s), state, None, length=trainer.num_updates)
 
     return train
+
+
+def check_env(fn: str, config: Any, env: Any, steps_per_update: int | None = None,
+              formula: str = "num_envs * num_steps") -> None:
+    """`env` is a pure-JAX batched env of `config.num_envs` envs and the run holds one update.
+
+    `steps_per_update` defaults to `config.num_envs * config.num_steps`; `formula` names it in
+    the error message.
+    """
+    if not isinstance(env, Env) or not env.is_jax:
+        raise ValueError(f"{fn}: argument `env` must be a pure-JAX fnrl Env (backend='jax')")
+    if env.num_envs != config.num_envs:
+        raise ValueError(f"{fn}: argument `env` has num_envs={env.num_envs}, but config.num_envs={config.num_envs}")
+    steps = config.num_envs * config.num_steps if steps_per_update is None else steps_per_update
+    if config.total_steps < steps:
+        raise ValueError(f"{fn}: config.total_steps ({config.total_steps}) must be >= {formula} = {steps}")

@@ -185,21 +185,10 @@ def init(agent: _Agent, env: Env, key: PRNGKey) -> ESState:
     return ESState(params, key, jnp.zeros((), jnp.int32))
 
 
-def _check_env(config: ESConfig, env: Env) -> None:
-    if not isinstance(env, Env) or not env.is_jax:
-        raise ValueError("es.make_trainer: argument `env` must be a pure-JAX fnrl Env (backend='jax')")
-    if env.num_envs != config.num_envs:
-        raise ValueError(f"es.make_trainer: argument `env` has num_envs={env.num_envs}, but "
-                         f"config.num_envs={config.num_envs}")
-    steps = config.population * config.num_envs * config.num_steps
-    if config.total_steps < steps:
-        raise ValueError(f"es.make_trainer: config.total_steps ({config.total_steps}) must be >= "
-                         f"population * num_envs * num_steps = {steps}")
-
-
 def make_agent(config: ESConfig, env: Env) -> _Agent:
     """The static parts of the recipe for `env`'s specs (network and distributions)."""
-    _check_env(config, env)
+    common.check_env("es.make_trainer", config, env, config.population * config.num_envs * config.num_steps,
+                     "population * num_envs * num_steps")
     env_spec = env.spec()
     parts, action_treedef = ppo._action_parts(env_spec.action, config.bounded_actions)
     obs_specs, obs_treedef = jax.tree.flatten(env_spec.observation, is_leaf=lambda x: isinstance(x, Spec))

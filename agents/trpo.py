@@ -303,21 +303,9 @@ def update(agent: _Agent, env: Env, state: TRPOState) -> tuple[TRPOState, dict]:
     return state, metrics
 
 
-def _check_env(config: TRPOConfig, env: Env) -> None:
-    if not isinstance(env, Env) or not env.is_jax:
-        raise ValueError("trpo.make_trainer: argument `env` must be a pure-JAX fnrl Env (backend='jax')")
-    if env.num_envs != config.num_envs:
-        raise ValueError(f"trpo.make_trainer: argument `env` has num_envs={env.num_envs}, but "
-                         f"config.num_envs={config.num_envs}")
-    steps = config.num_envs * config.num_steps
-    if config.total_steps < steps:
-        raise ValueError(f"trpo.make_trainer: config.total_steps ({config.total_steps}) must be >= "
-                         f"num_envs * num_steps = {steps}")
-
-
 def make_agent(config: TRPOConfig, env: Env) -> _Agent:
     """The static parts of the recipe for `env`'s specs (network, distributions, optimizer)."""
-    _check_env(config, env)
+    common.check_env("trpo.make_trainer", config, env)
     env_spec = env.spec()
     parts, action_treedef = ppo._action_parts(env_spec.action, config.bounded_actions)
     obs_specs, obs_treedef = jax.tree.flatten(env_spec.observation, is_leaf=lambda x: isinstance(x, Spec))

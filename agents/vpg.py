@@ -50,7 +50,7 @@ from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory, rollout_init, u
 from fnrl.types import Array, Env, PRNGKey, PyTree
 
 from agents import common, ppo
-from agents.a2c import OPTIMIZERS, check_choice, check_counts, check_env, check_ranges, named_optimizer
+from agents.a2c import OPTIMIZERS, check_choice, check_counts, check_ranges, named_optimizer
 
 BASELINE_MODES = (None, "states", "network")
 BASELINE_NETWORKS = ("mlp", "cnn")
@@ -337,7 +337,7 @@ def _check_image_observation(env: Env) -> None:
 
 def make_agent(config: VPGConfig, env: Env) -> _Agent:
     """The static parts of the recipe for `env`'s specs (networks, distributions, optimizers)."""
-    check_env("vpg.make_trainer", config, env)
+    common.check_env("vpg.make_trainer", config, env)
     if config.baseline_network == "cnn":
         _check_image_observation(env)
     env_spec = env.spec()
