@@ -18,15 +18,14 @@ the critic's value of the final observation, and the envpool-style reset ticks a
 
 Defaults follow the paper and baselines' `a2c`: RMSprop (decay 0.99, eps 1e-5) at 7e-4,
 global-norm clipping 0.5, 5-step rollouts in 8 envs, entropy 0.01; actor and critic are separate
-64-64 tanh MLPs with orthogonal initialization (the network, action distributions, `act` and the
-rollout policy step are PPO's: `agents.ppo`).
+64-64 tanh MLPs with orthogonal initialization (`agents.policy.actor_critic`, as PPO).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import haiku as hk
 import jax
@@ -34,14 +33,11 @@ import jax.numpy as jnp
 import optax
 
 import fnrl
-from fnrl.envs.wrappers import episode_stats
-from fnrl.rollout import RolloutCarry, Trajectory, rollout_init, unroll
+from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
 from fnrl.types import Array, Env, PRNGKey, PyTree
 
-from agents import common, ppo
-
-OPTIMIZERS = ("rmsprop", "adam", "sgd")
-_BOUNDED_ACTIONS = ("beta", "clipped_gaussian")
+from agents import common, policy, ppo
+from agents.common import check_choice, check_counts, check_ranges
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +69,8 @@ class A2CConfig:
         check_ranges("A2CConfig", self, (("gamma", 0, 1), ("gae_lambda", 0, 1), ("learning_rate", 0, None),
                                          ("max_grad_norm", 0, None), ("rmsprop_decay", 0, 1),
                                          ("optimizer_eps", 0, None)))
-        check_choice("A2CConfig", "optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("A2CConfig", "bounded_actions", self.bounded_actions, _BOUNDED_ACTIONS)
+        check_choice("A2CConfig", "optimizer", self.optimizer, common.OPTIMIZERS)
+        check_choice("A2CConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
 
 
 class A2CState(NamedTuple):
@@ -87,58 +83,15 @@ class A2CState(NamedTuple):
 
 
 class _Agent(NamedTuple):
-    """Everything static the recipe functions need; the field names are those `agents.ppo`'s
-    network, distribution and acting helpers read."""
+    """Everything static the recipe functions need (`network` and `spaces` as `agents.policy`
+    reads them)."""
 
     config: A2CConfig
     network: hk.Transformed  # features -> (list of per-part distribution params, value)
-    parts: tuple  # of agents.ppo._Part, in the action spec's leaf order
-    action_treedef: Any
-    obs_specs: tuple  # of Spec, in the observation spec's leaf order
-    obs_treedef: Any
+    spaces: policy.Spaces
     optimizer: optax.GradientTransformation
     learning_rate: optax.Schedule
     num_updates: int
-
-
-# --------------------------------------------------------------------------------------------
-# Config and env checks, optimizers (shared with agents.vpg and agents.baselines).
-
-
-def check_counts(owner: str, config: Any, names: tuple[str, ...]) -> None:
-    """Each named field is an int >= 1."""
-    for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{owner}: field `{name}` must be an int >= 1, got {value!r}")
-
-
-def check_ranges(owner: str, config: Any, ranges: tuple) -> None:
-    """Each `(name, low, high)` field lies in [low, high] (high None: no upper bound)."""
-    for name, low, high in ranges:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value \
-                or (high is not None and value > high):
-            raise ValueError(f"{owner}: field `{name}` must lie in [{low}, {'inf' if high is None else high}], "
-                             f"got {value!r}")
-
-
-def check_choice(owner: str, name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(f"{owner}: field `{name}` must be one of {choices}, got {value!r}")
-
-
-def named_optimizer(name: str, learning_rate: float | optax.Schedule, max_grad_norm: float = 0.0,
-                    eps: float = 1e-8, rmsprop_decay: float = 0.99) -> optax.GradientTransformation:
-    """"rmsprop" / "adam" / "sgd" (optax), after global-norm clipping when `max_grad_norm` > 0."""
-    check_choice("named_optimizer", "name", name, OPTIMIZERS)
-    if name == "rmsprop":
-        base = optax.rmsprop(learning_rate, decay=rmsprop_decay, eps=eps)
-    elif name == "adam":
-        base = optax.adam(learning_rate, eps=eps)
-    else:
-        base = optax.sgd(learning_rate)
-    return optax.chain(optax.clip_by_global_norm(max_grad_norm), base) if max_grad_norm > 0 else base
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,11 +102,12 @@ def a2c_loss(agent: _Agent, params: PyTree, trajectory: Trajectory, advantage: A
              target: Array) -> tuple[Array, dict]:
     """`fnrl.a2c_loss` over the valid ticks of the rollout (module docstring's L)."""
     cfg = agent.config
-    dist_params, value = ppo._forward(agent, params, (), trajectory.observation)
+    dist_params, value = policy.forward(agent, params, (), trajectory.observation)
     if cfg.normalize_advantages:
         advantage = fnrl.normalize_advantages(advantage, trajectory.valid)
-    total, parts = fnrl.a2c_loss(ppo.log_prob(agent, dist_params, trajectory.action), advantage, value, target,
-                                 ppo.entropy(agent, dist_params), cfg.vf_coef, cfg.ent_coef, trajectory.valid)
+    total, parts = fnrl.a2c_loss(policy.log_prob(agent.spaces, dist_params, trajectory.action), advantage, value,
+                                 target, policy.entropy(agent.spaces, dist_params), cfg.vf_coef, cfg.ent_coef,
+                                 trajectory.valid)
     return total, {"loss": total, "policy_loss": parts.policy, "value_loss": parts.value, "entropy": -parts.entropy}
 
 
@@ -177,54 +131,53 @@ def learn(agent: _Agent, state: A2CState, trajectory: Trajectory, bootstrap: Arr
 # The recipe.
 
 
-def init(agent: _Agent, env: Env, key: PRNGKey) -> A2CState:
-    """Resets the envs and initializes the network and the optimizer."""
-    net_key, env_key = jax.random.split(key)
-    rollout = rollout_init(env, env_key)
-    params = agent.network.init(net_key, ppo._features(agent, rollout.timestep.observation))
+def start(agent: _Agent, key: PRNGKey, rollout: RolloutCarry) -> A2CState:
+    """A fresh state around the envs' first timestep: the network and the optimizer."""
+    params = agent.network.init(key, policy.features(agent.spaces, rollout.timestep.observation))
     return A2CState(params, agent.optimizer.init(params), rollout, jnp.zeros((), jnp.int32))
 
 
-def update(agent: _Agent, env: Env, state: A2CState) -> tuple[A2CState, dict]:
-    """One iteration: a `num_steps` rollout with the current policy, then `learn`."""
+def policy_step(agent: _Agent, state: A2CState, key: PRNGKey, observation, memory, action=None) -> PolicyOutput:
+    """The rollout policy step of `state`'s policy (`agents.policy.behaviour`)."""
+    return policy.behaviour(agent, state.params, (), key, observation, memory, action)
+
+
+def learn_rollout(agent: _Agent, state: A2CState, rollout: RolloutCarry,
+                  trajectory: Trajectory) -> tuple[A2CState, dict]:
+    """The update after a rollout: bootstrap from V(o_T), `learn`, count; contract metrics."""
     cfg = agent.config
-    policy = functools.partial(ppo.policy_step, agent, state.params, ())
-    rollout, trajectory = unroll(policy, env, state.rollout, cfg.num_steps, env_info=episode_stats)
-    _, bootstrap = ppo._forward(agent, state.params, (), rollout.timestep.observation)
+    _, bootstrap = policy.forward(agent, state.params, (), rollout.timestep.observation)
     state, metrics = learn(agent, state._replace(rollout=rollout), trajectory, bootstrap)
-    state = state._replace(update_count=state.update_count + 1)
-    metrics.update(ppo._episode_metrics(trajectory))
-    metrics["env_steps"] = state.update_count.astype(jnp.float32) * (cfg.num_envs * cfg.num_steps)
-    return state, metrics
+    return common.count_update(state, metrics, trajectory, cfg.num_envs * cfg.num_steps)
 
 
 def make_agent(config: A2CConfig, env: Env) -> _Agent:
     """The static parts of the recipe for `env`'s specs (network, distributions, optimizer)."""
     common.check_env("a2c.make_trainer", config, env)
-    env_spec = env.spec()
-    parts, action_treedef = ppo._action_parts(env_spec.action, config.bounded_actions)
-    obs_specs, obs_treedef = jax.tree.flatten(env_spec.observation, is_leaf=ppo._is_spec)
+    spaces = policy.spaces("a2c.make_trainer", env.spec(), config.bounded_actions)
     num_updates = config.total_steps // (config.num_envs * config.num_steps)
     learning_rate = (optax.linear_schedule(config.learning_rate, 0.0, num_updates) if config.anneal_lr
                      else optax.constant_schedule(config.learning_rate))
-    optimizer = named_optimizer(config.optimizer, learning_rate, config.max_grad_norm, config.optimizer_eps,
-                                config.rmsprop_decay)
-    return _Agent(config, ppo._network(config, parts), parts, action_treedef, tuple(obs_specs), obs_treedef,
-                  optimizer, learning_rate, num_updates)
+    optimizer = common.named_optimizer(config.optimizer, learning_rate, config.max_grad_norm,
+                                       config.optimizer_eps, config.rmsprop_decay)
+    network = policy.actor_critic(spaces, config.hidden_sizes, config.activation, config.init_log_std)
+    return _Agent(config, network, spaces, optimizer, learning_rate, num_updates)
 
 
 def make_trainer(config: A2CConfig, env: Env) -> common.Trainer:
-    """The `agents.common.Trainer` of A2C on a batched pure-JAX `env` of `config.num_envs` envs."""
+    """The `agents.common.Trainer` of A2C on a batched `env` of `config.num_envs` envs."""
     agent = make_agent(config, env)
-    env = ppo._clipping_env(agent, env)
-    return common.Trainer(
-        init=functools.partial(init, agent, env),
-        update=functools.partial(update, agent, env),
-        num_updates=agent.num_updates,
-        steps_per_update=config.num_envs * config.num_steps,
-        act=functools.partial(ppo.act, agent),
-        params=lambda state: {"network": state.params, "obs_stats": ()},
+    recipe = common.OnPolicy(
+        start=functools.partial(start, agent),
+        policy_step=functools.partial(policy_step, agent),
+        learn=functools.partial(learn_rollout, agent),
+        to_env=functools.partial(policy.to_env, agent.spaces),
+        num_steps=config.num_steps,
     )
+    return common.on_policy_trainer(
+        recipe, env, agent.num_updates, config.num_envs * config.num_steps,
+        act=functools.partial(policy.act, agent),
+        params=lambda state: {"network": state.params, "obs_stats": ()})
 
 
 def make_train(config: A2CConfig, env: Env):

@@ -25,12 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnrl.envs.wrappers import episode_stats
-from fnrl.rollout import PolicyOutput, RolloutCarry, rollout_init, unroll
+from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
 from fnrl.types import Array, Env, EnvSpec, PRNGKey, PyTree, Spec
 
-from agents import common, ppo
-from agents.a2c import check_counts
+from agents import common
+from agents.common import check_counts
 
 ActFn = Callable[[PyTree, PRNGKey, PyTree, Any], PyTree]
 
@@ -106,6 +105,10 @@ def _check_constant(spec: Spec, value: float) -> None:
         raise ValueError(f"baselines.make_trainer: config.action_value={value!r} is not a valid action of {spec}")
 
 
+def _is_spec(x: Any) -> bool:
+    return isinstance(x, Spec)
+
+
 def _batch_shape(obs_specs: list, obs_treedef: Any, observation: PyTree) -> tuple[int, ...]:
     """The leading axes of `observation` beyond its spec's shape."""
     leaf, spec = obs_treedef.flatten_up_to(observation)[0], obs_specs[0]
@@ -116,9 +119,9 @@ def _batch_shape(obs_specs: list, obs_treedef: Any, observation: PyTree) -> tupl
 def _act(env_spec: EnvSpec, config: Any, params: PyTree, key: PRNGKey, observation: PyTree, greedy: Any) -> PyTree:
     """Actions for `observation` (any batch shape): random, or constant; `greedy` is ignored."""
     del params, greedy
-    obs_specs, obs_treedef = jax.tree.flatten(env_spec.observation, is_leaf=ppo._is_spec)
+    obs_specs, obs_treedef = jax.tree.flatten(env_spec.observation, is_leaf=_is_spec)
     batch = _batch_shape(obs_specs, obs_treedef, observation)
-    specs, treedef = jax.tree.flatten(env_spec.action, is_leaf=ppo._is_spec)
+    specs, treedef = jax.tree.flatten(env_spec.action, is_leaf=_is_spec)
     if isinstance(config, ConstantConfig):
         parts = [constant_part(spec, config.action_value, batch) for spec in specs]
     else:
@@ -130,22 +133,21 @@ def _act(env_spec: EnvSpec, config: Any, params: PyTree, key: PRNGKey, observati
 # The recipe.
 
 
-def init(env: Env, key: PRNGKey) -> BaselineState:
-    """Resets the envs."""
-    return BaselineState(rollout_init(env, key), jnp.zeros((), jnp.int32))
+def start(key: PRNGKey, rollout: RolloutCarry) -> BaselineState:
+    del key
+    return BaselineState(rollout, jnp.zeros((), jnp.int32))
 
 
-def update(act: ActFn, config: Any, env: Env, state: BaselineState) -> tuple[BaselineState, dict]:
-    """Plays `num_steps` ticks; metrics: the finished episodes and the env steps."""
+def policy_step(act: ActFn, state: BaselineState, key: PRNGKey, observation: PyTree, memory: PyTree,
+                action: PyTree = None) -> PolicyOutput:
+    del state
+    return PolicyOutput(act((), key, observation, False) if action is None else action, memory)
 
-    def policy(key: PRNGKey, observation: PyTree, memory: PyTree, action: PyTree = None) -> PolicyOutput:
-        return PolicyOutput(act((), key, observation, False) if action is None else action, memory)
 
-    rollout, trajectory = unroll(policy, env, state.rollout, config.num_steps, env_info=episode_stats)
-    count = state.update_count + 1
-    metrics = ppo._episode_metrics(trajectory)
-    metrics["env_steps"] = count.astype(jnp.float32) * (config.num_envs * config.num_steps)
-    return BaselineState(rollout, count), metrics
+def learn_rollout(config: Any, state: BaselineState, rollout: RolloutCarry,
+                  trajectory: Trajectory) -> tuple[BaselineState, dict]:
+    """Nothing to learn: counts the update and reports the finished episodes and env steps."""
+    return common.count_update(state._replace(rollout=rollout), {}, trajectory, config.num_envs * config.num_steps)
 
 
 def make_trainer(config: RandomConfig | ConstantConfig, env: Env) -> common.Trainer:
@@ -155,7 +157,7 @@ def make_trainer(config: RandomConfig | ConstantConfig, env: Env) -> common.Trai
                          f"got {type(config).__name__}")
     common.check_env("baselines.make_trainer", config, env)
     env_spec = env.spec()
-    specs = jax.tree.leaves(env_spec.action, is_leaf=ppo._is_spec)
+    specs = jax.tree.leaves(env_spec.action, is_leaf=_is_spec)
     for spec in specs:
         if spec.kind == "int" and spec.num_values is None:
             raise ValueError(f"baselines.make_trainer: argument `env` has an int action spec without "
@@ -163,14 +165,11 @@ def make_trainer(config: RandomConfig | ConstantConfig, env: Env) -> common.Trai
         if isinstance(config, ConstantConfig):
             _check_constant(spec, config.action_value)
     act = functools.partial(_act, env_spec, config)
-    return common.Trainer(
-        init=functools.partial(init, env),
-        update=functools.partial(update, act, config, env),
-        num_updates=config.total_steps // (config.num_envs * config.num_steps),
-        steps_per_update=config.num_envs * config.num_steps,
-        act=act,
-        params=lambda state: (),
-    )
+    recipe = common.OnPolicy(start=start, policy_step=functools.partial(policy_step, act),
+                             learn=functools.partial(learn_rollout, config), to_env=lambda action: action,
+                             num_steps=config.num_steps)
+    return common.on_policy_trainer(recipe, env, config.total_steps // (config.num_envs * config.num_steps),
+                                    config.num_envs * config.num_steps, act=act, params=lambda state: ())
 
 
 def make_train(config: RandomConfig | ConstantConfig, env: Env):

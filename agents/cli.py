@@ -25,10 +25,10 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import fnrl
+from agents import host
 from agents.common import Trainer
 from fnrl import checkpoint
 
@@ -158,13 +158,20 @@ def plot_curve(rows: list[dict], out: pathlib.Path, title: str) -> None:
 
 # ------------------------------------------------------------------------------------ training
 def make_run(agent: str, env_id: str, backend: str, seeds: int, config_dict: dict):
+    """The config, the trainer and, for envpool, the host run over one pool for all seeds."""
     module, config_cls = agent_module(agent)
     config = build_config(config_cls, config_dict)
-    if backend != "jax":
-        raise SystemExit("fnrl: training on the envpool backend is not available yet; use --backend jax")
-    env = fnrl.envs.make(env_id, backend=backend, num_envs=config.num_envs)
-    trainer: Trainer = module.make_trainer(config, env)
-    return config, trainer
+    if backend == "jax":
+        env = fnrl.envs.make(env_id, backend=backend, num_envs=config.num_envs)
+        return config, module.make_trainer(config, env), None
+    pool = fnrl.envs.make(env_id, backend=backend, num_envs=config.num_envs * seeds)
+    try:
+        trainer: Trainer = module.make_trainer(config, host.seeds_view(pool, seeds)[0])
+    except ValueError as error:
+        raise SystemExit(f"fnrl: {agent} cannot train on the envpool backend: {error}") from None
+    if trainer.on_policy is None:
+        raise SystemExit(f"fnrl: {agent} trains on the pure-JAX backend only; use --backend jax")
+    return config, trainer, host.host_run(trainer, pool, seeds)
 
 
 def _chunk_fn(trainer: Trainer, length: int):
@@ -174,6 +181,53 @@ def _chunk_fn(trainer: Trainer, length: int):
 
     # No buffer donation: after a Ctrl-C mid-chunk the previous states must still be readable.
     return jax.jit(chunk)
+
+
+class _Backend:
+    """How a run starts and advances: jitted scans of `update` (jax), or the host loop (envpool).
+
+    `advance(states, first_update, length) -> (states, metrics [seeds, length])`."""
+
+    def __init__(self, trainer: Trainer, run: host.HostRun | None, seed: int, seeds: int):
+        self.trainer, self.run, self.seeds = trainer, run, seeds
+        self.key = jax.random.PRNGKey(seed)
+        self.env_state = None
+        self._chunks: dict[int, Any] = {}
+        self._update_seconds: list[float] = []
+        self.compile_seconds = 0.0
+
+    def init(self):
+        if self.run is None:
+            return jax.jit(jax.vmap(self.trainer.init))(jax.random.split(self.key, self.seeds))
+        states, self.env_state = self.run.init(self.key)
+        return states
+
+    def prepare(self, states, length: int) -> None:
+        """Compiles the chunk of `length` updates ahead (jax); `compile_seconds` is its time."""
+        if self.run is None:
+            started = time.perf_counter()
+            self._chunks[length] = _chunk_fn(self.trainer, length).lower(states).compile()
+            self.compile_seconds = time.perf_counter() - started
+
+    def advance(self, states, first_update: int, length: int):
+        if self.run is None:
+            chunk = self._chunks.get(length) or _chunk_fn(self.trainer, length)
+            return chunk(states)
+        rows = []
+        for update in range(first_update, first_update + length):
+            started = time.perf_counter()
+            states, self.env_state, metrics = self.run.update(states, self.env_state,
+                                                              jax.random.fold_in(self.key, update))
+            rows.append(jax.device_get(metrics))
+            self._time_update(time.perf_counter() - started)
+        return states, jax.tree.map(lambda *xs: np.stack(xs, axis=1), *rows)
+
+    def _time_update(self, seconds: float) -> None:
+        """Host loop: compilation happens inside the first update; count its excess over the second."""
+        if len(self._update_seconds) < 2:
+            self._update_seconds.append(seconds)
+            if len(self._update_seconds) == 2:
+                self.compile_seconds = max(0.0, self._update_seconds[0] - self._update_seconds[1])
 
 
 def train(args) -> int:
@@ -186,15 +240,14 @@ def train(args) -> int:
             raise SystemExit(f"fnrl: {out} already holds a run; use --resume {out} or another --out")
         run = dict(agent=args.agent, env=args.env, backend=args.backend, seeds=args.seeds,
                    seed=args.seed, config=config_values(args))
-    config, trainer = make_run(run["agent"], run["env"], run["backend"], run["seeds"], run["config"])
+    config, trainer, host_run = make_run(run["agent"], run["env"], run["backend"], run["seeds"], run["config"])
     run["config"] = dataclasses.asdict(config)
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps(run, indent=2))
 
     started = time.perf_counter()
-    keys = jax.random.split(jax.random.PRNGKey(run["seed"]), run["seeds"])
-    init = jax.jit(jax.vmap(trainer.init))
-    states, done = init(keys), 0
+    backend = _Backend(trainer, host_run, run["seed"], run["seeds"])
+    states, done = backend.init(), 0
     ckpt_dir = out / "checkpoint"
     if args.resume and checkpoint.latest(ckpt_dir):
         saved = checkpoint.restore(checkpoint.latest(ckpt_dir), like={"state": states, "updates_done": 0})
@@ -210,9 +263,7 @@ def train(args) -> int:
     target = max(1, min(args.chunk or max(1, total // 50), total))
     chunk_len = max(d for d in range(1, target + 1) if total % d == 0)
     every = max(1, args.checkpoint_every or max(1, total // 10))
-    compile_start = time.perf_counter()
-    chunk = _chunk_fn(trainer, chunk_len).lower(states).compile()
-    compile_seconds = time.perf_counter() - compile_start
+    backend.prepare(states, chunk_len)
 
     from tqdm import tqdm
 
@@ -222,8 +273,7 @@ def train(args) -> int:
     try:
         while done < total:
             length = min(chunk_len, total - done)
-            fn = chunk if length == chunk_len else _chunk_fn(trainer, length)
-            new_states, metrics = fn(states)
+            new_states, metrics = backend.advance(states, done, length)
             metrics = jax.device_get(metrics)  # waits for the chunk; Ctrl-C here keeps `states`
             rows = _metric_rows(metrics, done, run["seeds"])
             write_metrics(out / "metrics.csv", rows, list(rows[0].keys()))
@@ -243,7 +293,7 @@ def train(args) -> int:
         return 130
     bar.close()
     wall = time.perf_counter() - started
-    write_summary(out, run, trainer, wall, compile_seconds)
+    write_summary(out, run, trainer, wall, backend.compile_seconds)
     return 0
 
 
@@ -289,13 +339,17 @@ def write_summary(out: pathlib.Path, run: dict, trainer: Trainer, wall: float, c
 def evaluate(args) -> int:
     out = pathlib.Path(args.dir)
     run = json.loads((out / "run.json").read_text())
-    config, trainer = make_run(run["agent"], run["env"], run["backend"], run["seeds"], run["config"])
+    config, trainer, host_run = make_run(run["agent"], run["env"], run["backend"], run["seeds"], run["config"])
     path = checkpoint.latest(out / "checkpoint")
     if path is None:
         raise SystemExit(f"fnrl: no checkpoint in {out / 'checkpoint'}")
     keys = jax.random.split(jax.random.PRNGKey(run["seed"]), run["seeds"])
-    like = {"state": jax.eval_shape(jax.vmap(trainer.init), keys), "updates_done": 0}
-    states = checkpoint.restore(path, like=like)["state"]
+    if host_run is None:
+        like_states = jax.eval_shape(jax.vmap(trainer.init), keys)
+    else:
+        like_states, pool_state = host_run.init(jax.random.PRNGKey(run["seed"]))
+        pool_state.close()
+    states = checkpoint.restore(path, like={"state": like_states, "updates_done": 0})["state"]
     env = fnrl.envs.make(run["env"], backend=run["backend"], num_envs=config.num_envs)
     returns = []
     for seed in range(run["seeds"]):
@@ -312,7 +366,7 @@ def greedy_returns(trainer: Trainer, env, params, episodes: int, seed: int) -> f
 
     state, timestep = env.reset(jax.random.PRNGKey(10_000 + seed))
     act = jax.jit(lambda p, k, o: trainer.act(p, k, o, True))
-    step = jax.jit(env.step)
+    step = jax.jit(env.step) if env.is_jax else env.step
     key, finished = jax.random.PRNGKey(seed), []
     while len(finished) < episodes:
         key, sub = jax.random.split(key)

@@ -1,36 +1,67 @@
-"""The contract every agent recipe fulfils, so the command line can drive any of them.
+"""The contract every agent recipe fulfils, so the command line can drive any of them, and the
+plumbing the recipes share (config checks, named optimizers, episode metrics).
 
 A recipe builds a `Trainer` from its config and an env. `update` is one training iteration
 (rollout + learning) as a pure, jit-able function of an all-array `TrainState` pytree, so a run
 is either one jitted `lax.scan` over `num_updates` (`make_train`, PureJaxRL style) or a host loop
 of jitted chunks of updates that can show progress, write metrics and checkpoint between chunks,
 with the same numbers.
+
+On-policy recipes also describe themselves split at the env (`OnPolicy`): how a state starts
+around a rollout carry, the policy step that acts, and the learning step that consumes a rollout.
+`on_policy_trainer` joins them with `fnrl.rollout.unroll` for pure-JAX envs; `agents.host` joins
+the very same functions with a host loop for envs that step outside XLA (envpool), and
+`agents.tensorforce` with TensorForce's act/observe calls.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import functools
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
+import jax.numpy as jnp
+import optax
 
+from fnrl.envs.wrappers import episode_stats
+from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory, rollout_init, unroll
 from fnrl.types import Env, PRNGKey, PyTree
 
 TrainState = PyTree
+OPTIMIZERS = ("rmsprop", "adam", "sgd")
+
+
+class OnPolicy(NamedTuple):
+    """An on-policy recipe split at the env. A state's `rollout` field is the `RolloutCarry`
+    between rollouts (its `env_state` is `()` when the env lives outside the state)."""
+
+    start: Callable[[PRNGKey, RolloutCarry], TrainState]  # a fresh state around a rollout carry
+    policy_step: Callable[..., PolicyOutput]  # (state, key, observation, memory, action=None)
+    learn: Callable[[TrainState, RolloutCarry, Trajectory], tuple[TrainState, dict]]  # (state, carry after, rollout)
+    to_env: Callable[[PyTree], PyTree]  # the env's action for a sampled one (e.g. clipped to bounds)
+    num_steps: int  # rollout length of one update
+    initial_memory: PyTree = ()  # per-env memory at episode starts (recurrent policies)
 
 
 class Trainer(NamedTuple):
-    """See the module docstring. `act(params, key, observation, greedy)` returns actions."""
+    """See the module docstring. `act(params, key, observation, greedy)` returns actions.
 
-    init: Callable[[PRNGKey], TrainState]
-    update: Callable[[TrainState], tuple[TrainState, dict]]
+    `init`/`update` exist for pure-JAX envs (None for a host env); `on_policy` for recipes that
+    can also run in a host loop (None otherwise)."""
+
+    init: Optional[Callable[[PRNGKey], TrainState]]
+    update: Optional[Callable[[TrainState], tuple[TrainState, dict]]]
     num_updates: int
     steps_per_update: int
     act: Callable[[PyTree, PRNGKey, Any, bool], Any]
     params: Callable[[TrainState], PyTree]
+    on_policy: Optional[OnPolicy] = None
 
 
 def train_from_trainer(trainer: Trainer) -> Callable[[PRNGKey], tuple[TrainState, dict]]:
     """`train(key) -> (state, metrics)`: the whole run as one jit-able, vmap-able function."""
+    if trainer.init is None:
+        raise ValueError("make_train: needs a pure-JAX env (backend='jax'); host envs train with agents.host")
 
     def train(key: PRNGKey) -> tuple[TrainState, dict]:
         state = trainer.init(key)
@@ -39,17 +70,103 @@ def train_from_trainer(trainer: Trainer) -> Callable[[PRNGKey], tuple[TrainState
     return train
 
 
+def _on_policy_init(recipe: OnPolicy, env: Env, key: PRNGKey) -> TrainState:
+    start_key, env_key = jax.random.split(key)
+    return recipe.start(start_key, rollout_init(env, env_key, recipe.initial_memory))
+
+
+def _on_policy_update(recipe: OnPolicy, env: Env, state: TrainState) -> tuple[TrainState, dict]:
+    policy = functools.partial(recipe.policy_step, state)
+    carry, trajectory = unroll(policy, env, state.rollout, recipe.num_steps, recipe.initial_memory,
+                               env_info=episode_stats)
+    return recipe.learn(state, carry, trajectory)
+
+
+def on_policy_trainer(recipe: OnPolicy, env: Env, num_updates: int, steps_per_update: int,
+                      act: Callable, params: Callable) -> Trainer:
+    """The `Trainer` of an on-policy recipe: `update` = `unroll` then `learn` on a pure-JAX env;
+    a host env (envpool) gets `init = update = None` and is trained by `agents.host`."""
+    init = update = None
+    if env.is_jax:
+        acting_env = env._replace(step=lambda state, action: env.step(state, recipe.to_env(action)))
+        init = functools.partial(_on_policy_init, recipe, acting_env)
+        update = functools.partial(_on_policy_update, recipe, acting_env)
+    return Trainer(init, update, num_updates, steps_per_update, act, params, recipe)
+
+
+# --------------------------------------------------------------------------------------------
+# Shared by the recipes.
+
+
 def check_env(fn: str, config: Any, env: Any, steps_per_update: int | None = None,
-              formula: str = "num_envs * num_steps") -> None:
-    """`env` is a pure-JAX batched env of `config.num_envs` envs and the run holds one update.
+              formula: str = "num_envs * num_steps", host_ok: bool = True) -> None:
+    """`env` is a batched fnrl Env of `config.num_envs` envs (pure-JAX unless `host_ok`) and the
+    run holds at least one update.
 
     `steps_per_update` defaults to `config.num_envs * config.num_steps`; `formula` names it in
     the error message.
     """
-    if not isinstance(env, Env) or not env.is_jax:
+    if not isinstance(env, Env) or not (env.is_jax or host_ok):
         raise ValueError(f"{fn}: argument `env` must be a pure-JAX fnrl Env (backend='jax')")
     if env.num_envs != config.num_envs:
         raise ValueError(f"{fn}: argument `env` has num_envs={env.num_envs}, but config.num_envs={config.num_envs}")
     steps = config.num_envs * config.num_steps if steps_per_update is None else steps_per_update
     if config.total_steps < steps:
         raise ValueError(f"{fn}: config.total_steps ({config.total_steps}) must be >= {formula} = {steps}")
+
+
+def check_counts(owner: str, config: Any, names: tuple[str, ...]) -> None:
+    """Each named field is an int >= 1."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{owner}: field `{name}` must be an int >= 1, got {value!r}")
+
+
+def check_ranges(owner: str, config: Any, ranges: tuple) -> None:
+    """Each `(name, low, high)` field lies in [low, high] (high None: no upper bound)."""
+    for name, low, high in ranges:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value \
+                or (high is not None and value > high):
+            raise ValueError(f"{owner}: field `{name}` must lie in [{low}, {'inf' if high is None else high}], "
+                             f"got {value!r}")
+
+
+def check_choice(owner: str, name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{owner}: field `{name}` must be one of {choices}, got {value!r}")
+
+
+def named_optimizer(name: str, learning_rate: float | optax.Schedule, max_grad_norm: float = 0.0,
+                    eps: float = 1e-8, rmsprop_decay: float = 0.99) -> optax.GradientTransformation:
+    """"rmsprop" / "adam" / "sgd" (optax), after global-norm clipping when `max_grad_norm` > 0."""
+    check_choice("named_optimizer", "name", name, OPTIMIZERS)
+    if name == "rmsprop":
+        base = optax.rmsprop(learning_rate, decay=rmsprop_decay, eps=eps)
+    elif name == "adam":
+        base = optax.adam(learning_rate, eps=eps)
+    else:
+        base = optax.sgd(learning_rate)
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), base) if max_grad_norm > 0 else base
+
+
+def episode_metrics(trajectory: Trajectory) -> dict:
+    """Sums and count of the episodes that finished in `trajectory` (the contract's metrics),
+    from the `fnrl.envs.wrappers.episode_stats` recorded as its `env_info`."""
+    finished = (trajectory.terminated | trajectory.truncated) & trajectory.valid
+    stats = trajectory.env_info
+    return {
+        "episode_return_sum": jnp.sum(jnp.where(finished, stats.last_return, 0.0)).astype(jnp.float32),
+        "episode_length_sum": jnp.sum(jnp.where(finished, stats.last_length, 0)).astype(jnp.float32),
+        "episode_count": jnp.sum(finished).astype(jnp.float32),
+    }
+
+
+def count_update(state: TrainState, metrics: dict, trajectory: Trajectory, steps_per_update: int) -> tuple:
+    """Closes an update: `update_count` + 1, the episode metrics and the cumulative "env_steps"."""
+    state = state._replace(update_count=state.update_count + 1)
+    metrics = {**metrics, **episode_metrics(trajectory),
+               "env_steps": state.update_count.astype(jnp.float32) * steps_per_update}
+    return state, metrics
+

@@ -33,9 +33,9 @@ from jax.flatten_util import ravel_pytree
 
 import fnrl
 from fnrl.rollout import PolicyOutput, Trajectory, rollout_init, unroll
-from fnrl.types import Array, Env, PRNGKey, PyTree, Spec
+from fnrl.types import Array, Env, PRNGKey, PyTree
 
-from agents import common, ppo
+from agents import common, policy
 
 _FITNESS_SHAPINGS = ("centered_rank", "none")
 
@@ -72,9 +72,7 @@ class ESConfig:
         if self.fitness_shaping not in _FITNESS_SHAPINGS:
             raise ValueError(f"ESConfig: field `fitness_shaping` must be one of {_FITNESS_SHAPINGS}, "
                              f"got {self.fitness_shaping!r}")
-        if self.bounded_actions not in ppo._BOUNDED_ACTIONS:
-            raise ValueError(f"ESConfig: field `bounded_actions` must be one of {ppo._BOUNDED_ACTIONS}, "
-                             f"got {self.bounded_actions!r}")
+        common.check_choice("ESConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
 
 
 class ESState(NamedTuple):
@@ -86,25 +84,21 @@ class ESState(NamedTuple):
 
 
 class _Agent(NamedTuple):
-    """Everything static a recipe function needs; carries the fields `agents.ppo`'s policy
-    helpers read (parts, action_treedef, obs_specs, obs_treedef)."""
+    """Everything static a recipe function needs."""
 
     config: ESConfig
     network: hk.Transformed  # features -> per-part distribution params
-    parts: list
-    action_treedef: Any
-    obs_specs: list
-    obs_treedef: Any
+    spaces: policy.Spaces
     num_updates: int
 
 
-def _network(config: ESConfig, parts: list) -> hk.Transformed:
-    """PPO's actor: a torso with orthogonal init (scale √2) and one near-zero head per part."""
+def _network(config: ESConfig, spaces: policy.Spaces) -> hk.Transformed:
+    """An actor as PPO's: a torso with orthogonal init (scale √2) and one near-zero head per part."""
 
     def forward(features: Array) -> list:
         torso = fnrl.MLP(config.hidden_sizes, config.activation, w_init=hk.initializers.Orthogonal(math.sqrt(2.0)),
                          name="actor")(features)
-        return [ppo._head(part, config, i, torso) for i, part in enumerate(parts)]
+        return [policy.head(part, i, torso, config.init_log_std) for i, part in enumerate(spaces.parts)]
 
     return hk.without_apply_rng(hk.transform(forward))
 
@@ -112,17 +106,17 @@ def _network(config: ESConfig, parts: list) -> hk.Transformed:
 def act(agent: _Agent, params: PyTree, key: PRNGKey, observation: PyTree, greedy: Any) -> PyTree:
     """Env-ready actions for `observation` (any batch shape): the modes if `greedy` or the
     config is deterministic, else samples."""
-    dist_params = agent.network.apply(params, ppo._features(agent, observation))
+    dist_params = agent.network.apply(params, policy.features(agent.spaces, observation))
     greedy = jnp.logical_or(greedy, agent.config.deterministic)
-    return ppo._to_env(agent, ppo._sample(agent, key, dist_params, greedy))
+    return policy.to_env(agent.spaces, policy.sample(agent.spaces, key, dist_params, greedy))
 
 
 def _policy_step(agent: _Agent, params: PyTree, key: PRNGKey, observation: PyTree, memory: PyTree,
                  action: PyTree = None) -> PolicyOutput:
     """`fnrl.rollout` policy step (the env clips clipped-gaussian actions itself)."""
     if action is None:
-        dist_params = agent.network.apply(params, ppo._features(agent, observation))
-        action = ppo._sample(agent, key, dist_params, agent.config.deterministic)
+        dist_params = agent.network.apply(params, policy.features(agent.spaces, observation))
+        action = policy.sample(agent.spaces, key, dist_params, agent.config.deterministic)
     return PolicyOutput(action, memory)
 
 
@@ -143,8 +137,8 @@ def fitness(agent: _Agent, env: Env, key: PRNGKey, params: PyTree) -> Array:
     """F(θ): the mean first-episode return over `num_envs` freshly reset envs, after
     `num_steps` ticks of the policy. The same `key` gives the same episodes' randomness."""
     carry = rollout_init(env, key)
-    policy = functools.partial(_policy_step, agent, params)
-    _, trajectory = unroll(policy, env, carry, agent.config.num_steps)
+    policy_fn = functools.partial(_policy_step, agent, params)
+    _, trajectory = unroll(policy_fn, env, carry, agent.config.num_steps)
     return jnp.mean(first_episode_returns(trajectory))
 
 
@@ -181,26 +175,23 @@ def init(agent: _Agent, env: Env, key: PRNGKey) -> ESState:
     """Initializes the policy network (on the features of a reset observation)."""
     net_key, env_key, key = jax.random.split(key, 3)
     _, timestep = env.reset(env_key)
-    params = agent.network.init(net_key, ppo._features(agent, timestep.observation))
+    params = agent.network.init(net_key, policy.features(agent.spaces, timestep.observation))
     return ESState(params, key, jnp.zeros((), jnp.int32))
 
 
 def make_agent(config: ESConfig, env: Env) -> _Agent:
     """The static parts of the recipe for `env`'s specs (network and distributions)."""
     common.check_env("es.make_trainer", config, env, config.population * config.num_envs * config.num_steps,
-                     "population * num_envs * num_steps")
-    env_spec = env.spec()
-    parts, action_treedef = ppo._action_parts(env_spec.action, config.bounded_actions)
-    obs_specs, obs_treedef = jax.tree.flatten(env_spec.observation, is_leaf=lambda x: isinstance(x, Spec))
+                     "population * num_envs * num_steps", host_ok=False)
+    spaces = policy.spaces("es.make_trainer", env.spec(), config.bounded_actions)
     steps_per_update = config.population * config.num_envs * config.num_steps
-    return _Agent(config, _network(config, parts), parts, action_treedef, obs_specs, obs_treedef,
-                  config.total_steps // steps_per_update)
+    return _Agent(config, _network(config, spaces), spaces, config.total_steps // steps_per_update)
 
 
 def make_trainer(config: ESConfig, env: Env) -> common.Trainer:
     """The `agents.common.Trainer` of ES on a batched pure-JAX `env` of `config.num_envs` envs."""
     agent = make_agent(config, env)
-    env = ppo._clipping_env(agent, env)
+    env = policy.clipping_env(agent.spaces, env)
     return common.Trainer(
         init=functools.partial(init, agent, env),
         update=functools.partial(update, agent, env),

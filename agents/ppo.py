@@ -16,42 +16,33 @@ Episode boundaries follow `fnrl.types.TimeStep`: a truncated step bootstraps fro
 value of its final observation (the observation recorded at the next, invalid tick), and the
 invalid reset steps are masked out of every loss and statistic.
 
-The policy distribution of each action part follows its `Spec.kind` (`fnrl.default_distribution`):
-int → categorical, bool → bernoulli, float → diagonal gaussian with a state-independent log-std,
-bounded → beta on [minimum, maximum] (or, with `bounded_actions="clipped_gaussian"`, a gaussian
-whose samples are clipped to the bounds when stepping the env while the loss uses the log-prob of
-the unclipped sample). Multi-part (dict / tuple) actions sum log-probs and entropies over parts.
-Observations of any pytree are flattened and concatenated into one feature vector.
+The policy over the env's action spec (any mix of int, bool, float and bounded parts) is
+`agents.policy`'s; observations of any pytree are flattened into one feature vector.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax import lax
 
 import fnrl
 from fnrl import preprocessing
-from fnrl.distributions import Distribution
-from fnrl.envs.wrappers import episode_stats
-from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory, rollout_init, unroll
-from fnrl.types import Array, Env, PRNGKey, PyTree, Spec
+from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
+from fnrl.types import Array, Env, PRNGKey, PyTree
 
-from agents import common
+from agents import common, policy
 
 _CLIP_RANGES = ("symmetric", "tensorforce")
-_BOUNDED_ACTIONS = ("beta", "clipped_gaussian")
-# Observation normalization as OpenAI baselines' VecNormalize: a unit-variance prior of weight
-# 1e-4 (so the first rollout sees raw observations), variance epsilon and clip range.
-_OBS_PRIOR_COUNT, _OBS_EPS, _OBS_CLIP = 1e-4, 1e-8, 10.0
+# Observation statistics start, as OpenAI baselines' VecNormalize, from a unit-variance prior of
+# weight 1e-4, so the first rollout sees raw observations.
+_OBS_PRIOR_COUNT = 1e-4
 _REWARD_CLIP = 10.0
 
 
@@ -97,9 +88,7 @@ class PPOConfig:
                 raise ValueError(f"PPOConfig: field `{name}` must lie in [{low}, {high or 'inf'}], got {value!r}")
         if self.clip_range not in _CLIP_RANGES:
             raise ValueError(f"PPOConfig: field `clip_range` must be one of {_CLIP_RANGES}, got {self.clip_range!r}")
-        if self.bounded_actions not in _BOUNDED_ACTIONS:
-            raise ValueError(f"PPOConfig: field `bounded_actions` must be one of {_BOUNDED_ACTIONS}, "
-                             f"got {self.bounded_actions!r}")
+        common.check_choice("PPOConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
         if (self.num_envs * self.num_steps) % self.num_minibatches:
             raise ValueError(f"PPOConfig: field `num_minibatches` ({self.num_minibatches}) must divide "
                              f"num_envs * num_steps = {self.num_envs * self.num_steps}")
@@ -131,53 +120,7 @@ class PPOBatch(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------
-# Action parts: one distribution per leaf of the action spec.
-
-
-class _Part(NamedTuple):
-    """One action leaf: its spec, distribution family and size n = prod(shape). The network and
-    distribution see it flattened to `[..., n]` (categorical logits `[..., n, num_values]`)."""
-
-    spec: Spec
-    family: str  # "categorical", "bernoulli", "gaussian" or "beta"
-    dist: Distribution
-    size: int
-    low: Any  # float32 [n] bounds to clip env actions to (clipped gaussian), else None
-    high: Any
-
-
-def _flat_bounds(spec: Spec) -> tuple[np.ndarray, np.ndarray]:
-    """The spec's bounds (scalars or arrays) as float32 `[n]`, the flattened action's layout."""
-    return tuple(np.broadcast_to(np.asarray(b, np.float32), spec.shape).reshape(-1)
-                 for b in (spec.minimum, spec.maximum))
-
-
-def _part(spec: Spec, bounded_actions: str) -> _Part:
-    """The distribution `fnrl.default_distribution` picks for `spec` (or a clipped gaussian)."""
-    size = math.prod(spec.shape)
-    kind = spec.kind
-    if kind == "int" and spec.num_values is None:
-        raise ValueError(f"ppo: argument `env` has an int action spec without num_values: {spec}")
-    if kind == "bounded":
-        low, high = _flat_bounds(spec)
-        if bounded_actions == "clipped_gaussian":
-            return _Part(spec, "gaussian", fnrl.diag_gaussian(), size, low, high)
-        return _Part(spec, "beta", fnrl.default_distribution("float", low, high), size, None, None)
-    family = {"int": "categorical", "bool": "bernoulli", "float": "gaussian"}[kind]
-    return _Part(spec, family, fnrl.default_distribution(kind), size, None, None)
-
-
-def _is_spec(x: Any) -> bool:
-    return isinstance(x, Spec)
-
-
-def _action_parts(action_spec: PyTree, bounded_actions: str) -> tuple[tuple[_Part, ...], Any]:
-    leaves, treedef = jax.tree.flatten(action_spec, is_leaf=_is_spec)
-    return tuple(_part(spec, bounded_actions) for spec in leaves), treedef
-
-
-# --------------------------------------------------------------------------------------------
-# Network: separate actor and critic MLPs on the flattened observation.
+# Network and policy.
 
 
 class _Agent(NamedTuple):
@@ -185,141 +128,16 @@ class _Agent(NamedTuple):
 
     config: PPOConfig
     network: hk.Transformed  # features -> (list of per-part distribution params, value)
-    parts: tuple  # of _Part, in the action spec's leaf order
-    action_treedef: Any
-    obs_specs: tuple  # of Spec, in the observation spec's leaf order
-    obs_treedef: Any
+    spaces: policy.Spaces
     optimizer: optax.GradientTransformation
     reward_normalizer: preprocessing.Preprocessor
     num_updates: int
 
 
-def _head(part: _Part, config: PPOConfig, index: int, features: Array) -> Any:
-    """Distribution parameters of one part; policy layers start near 0 (Andrychowicz et al. 2021)."""
-    w_init, name = hk.initializers.Orthogonal(0.01), f"policy_{index}"
-    if part.family == "categorical":
-        logits = fnrl.CategoricalPolicyHead(part.size * part.spec.num_values, w_init, name)(features)
-        return logits.reshape(logits.shape[:-1] + (part.size, part.spec.num_values))
-    if part.family == "bernoulli":
-        return fnrl.BernoulliPolicyHead(part.size, w_init, name)(features)
-    if part.family == "gaussian":
-        return fnrl.GaussianPolicyHead(part.size, state_dependent_std=False, init_log_std=config.init_log_std,
-                                       w_init=w_init, name=name)(features)
-    return fnrl.BetaPolicyHead(part.size, w_init, name)(features)
-
-
-def _network(config: PPOConfig, parts: tuple) -> hk.Transformed:
-    """Actor and critic torsos with orthogonal init (scale √2 hidden, 1 value), as `ppo2`."""
-
-    def forward(features: Array) -> tuple[list, Array]:
-        def torso(name: str) -> fnrl.MLP:
-            return fnrl.MLP(config.hidden_sizes, config.activation,
-                            w_init=hk.initializers.Orthogonal(math.sqrt(2.0)), name=name)
-
-        actor = torso("actor")(features)
-        value = fnrl.ValueHead(hk.initializers.Orthogonal(1.0), name="value")(torso("critic")(features))
-        return [_head(part, config, i, actor) for i, part in enumerate(parts)], value
-
-    return hk.without_apply_rng(hk.transform(forward))
-
-
-def _features(agent: _Agent, observation: PyTree) -> Array:
-    """Observation leaves `[*batch, *shape]` flattened and concatenated to `[*batch, F]`."""
-    leaves = agent.obs_treedef.flatten_up_to(observation)
-    flat = []
-    for spec, leaf in zip(agent.obs_specs, leaves):
-        leaf = jnp.asarray(leaf)
-        batch = leaf.shape[: leaf.ndim - len(spec.shape)]
-        flat.append(leaf.reshape(batch + (-1,)).astype(jnp.float32))
-    return jnp.concatenate(flat, axis=-1)
-
-
-def _normalize(obs_stats: PyTree, features: Array) -> Array:
-    """clip((f − mean) / sqrt(var + eps), ±10) with the running statistics, if kept."""
-    if not isinstance(obs_stats, preprocessing.RunningStats):
-        return features
-    z = (features - obs_stats.mean) / jnp.sqrt(obs_stats.variance + _OBS_EPS)
-    return jnp.clip(z, -_OBS_CLIP, _OBS_CLIP)
-
-
-def _forward(agent: _Agent, params: PyTree, obs_stats: PyTree, observation: PyTree) -> tuple[list, Array]:
-    return agent.network.apply(params, _normalize(obs_stats, _features(agent, observation)))
-
-
-# --------------------------------------------------------------------------------------------
-# The policy over all parts.
-
-
-def _flat_action(part: _Part, action: Array) -> Array:
-    """An env-shaped action `[*batch, *shape]` as the distribution's `[*batch, n]`."""
-    batch = action.shape[: action.ndim - len(part.spec.shape)]
-    flat = action.reshape(batch + (part.size,))
-    return flat.astype(jnp.int32) if part.family == "categorical" else flat
-
-
-def _env_shaped(part: _Part, flat: Array) -> Array:
-    return flat.reshape(flat.shape[:-1] + part.spec.shape).astype(part.spec.dtype)
-
-
-def _per_event(part: _Part, x: Array) -> Array:
-    """Categorical / bernoulli values are per element: sum them over the part's n elements."""
-    return jnp.sum(x, axis=-1) if part.family in ("categorical", "bernoulli") else x
-
-
-def log_prob(agent: _Agent, dist_params: list, action: PyTree) -> Array:
-    """log π(a|s) = Σ_parts log π_part(a_part|s), `[*batch]`."""
-    actions = agent.action_treedef.flatten_up_to(action)
-    return sum(_per_event(part, part.dist.log_prob(p, _flat_action(part, a)))
-               for part, p, a in zip(agent.parts, dist_params, actions))
-
-
-def entropy(agent: _Agent, dist_params: list) -> Array:
-    """H[π(.|s)] = Σ_parts H[π_part(.|s)] (parts are independent), `[*batch]`."""
-    return sum(_per_event(part, part.dist.entropy(p)) for part, p in zip(agent.parts, dist_params))
-
-
-def _sample(agent: _Agent, key: PRNGKey, dist_params: list, greedy: Any = False) -> PyTree:
-    """An env-shaped action (unclipped); `greedy` (Python or traced bool) takes each mode."""
-    keys = jax.random.split(key, len(agent.parts))
-    actions = []
-    for part, p, k in zip(agent.parts, dist_params, keys):
-        action = jnp.where(greedy, part.dist.mode(p), part.dist.sample(k, p))
-        actions.append(_env_shaped(part, action))
-    return agent.action_treedef.unflatten(actions)
-
-
-def _to_env(agent: _Agent, action: PyTree) -> PyTree:
-    """Clips clipped-gaussian parts to their bounds (the loss keeps the unclipped sample)."""
-    actions = agent.action_treedef.flatten_up_to(action)
-    clipped = [a if part.low is None else
-               _env_shaped(part, jnp.clip(_flat_action(part, a), part.low, part.high))
-               for part, a in zip(agent.parts, actions)]
-    return agent.action_treedef.unflatten(clipped)
-
-
-def _clipping_env(agent: _Agent, env: Env) -> Env:
-    """`env` whose `step` clips the actions `_to_env` clips."""
-    step = lambda state, action: env.step(state, _to_env(agent, action))
-    return env._replace(step=step)
-
-
-def policy_step(agent: _Agent, params: PyTree, obs_stats: PyTree, key: PRNGKey, observation: PyTree,
-                memory: PyTree, action: PyTree = None) -> PolicyOutput:
-    """`fnrl.rollout` policy step; records the behaviour log-prob and value as extras."""
-    dist_params, value = _forward(agent, params, obs_stats, observation)
-    if action is None:
-        action = _sample(agent, key, dist_params)
-    extras = {"log_prob": log_prob(agent, dist_params, action), "value": value}
-    return PolicyOutput(action, memory, extras)
-
-
-def act(agent: _Agent, policy_params: PyTree, key: PRNGKey, observation: PyTree, greedy: Any) -> PyTree:
-    """Env-ready actions for `observation` (any batch shape): sampled, or the modes if `greedy`.
-
-    `policy_params` is `trainer.params(state)`: the network and the observation statistics.
-    """
-    dist_params, _ = _forward(agent, policy_params["network"], policy_params["obs_stats"], observation)
-    return _to_env(agent, _sample(agent, key, dist_params, greedy))
+def policy_step(agent: _Agent, state: PPOState, key: PRNGKey, observation: PyTree, memory: PyTree,
+                action: PyTree = None) -> PolicyOutput:
+    """The rollout policy step of `state`'s policy (`agents.policy.behaviour`)."""
+    return policy.behaviour(agent, state.params, state.obs_stats, key, observation, memory, action)
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,15 +165,15 @@ def ppo_loss(agent: _Agent, params: PyTree, obs_stats: PyTree, batch: PPOBatch) 
     `fnrl.clipped_value_loss` (or the plain `value_loss`), both halved squared errors.
     """
     cfg = agent.config
-    dist_params, value = _forward(agent, params, obs_stats, batch.observation)
+    dist_params, value = policy.forward(agent, params, obs_stats, batch.observation)
     adv = fnrl.normalize_advantages(batch.advantage, batch.mask) if cfg.normalize_advantages else batch.advantage
-    policy_loss, info = fnrl.ppo_clip_loss(log_prob(agent, dist_params, batch.action), batch.log_prob, adv,
+    policy_loss, info = fnrl.ppo_clip_loss(policy.log_prob(agent.spaces, dist_params, batch.action), batch.log_prob, adv,
                                            cfg.clip_eps, batch.mask, cfg.clip_range)
     if cfg.clip_value_loss:
         v_loss = fnrl.clipped_value_loss(value, batch.value, batch.target, cfg.clip_eps, batch.mask)
     else:
         v_loss = fnrl.value_loss(value, batch.target, batch.mask)
-    mean_entropy = -fnrl.entropy_loss(entropy(agent, dist_params), batch.mask)
+    mean_entropy = -fnrl.entropy_loss(policy.entropy(agent.spaces, dist_params), batch.mask)
     total = policy_loss + cfg.vf_coef * v_loss - cfg.ent_coef * mean_entropy
     return total, {"loss": total, "policy_loss": policy_loss, "value_loss": v_loss, "entropy": mean_entropy,
                    "approx_kl": info.approx_kl, "clip_fraction": info.clip_fraction}
@@ -419,21 +237,10 @@ def _normalize_rewards(agent: _Agent, reward_norm: PyTree, trajectory: Trajector
     return reward_norm, trajectory._replace(reward=rewards)
 
 
-def _episode_metrics(trajectory: Trajectory) -> dict:
-    """Sums and count of the episodes that finished in this rollout (contract metrics)."""
-    finished = (trajectory.terminated | trajectory.truncated) & trajectory.valid
-    stats = trajectory.env_info
-    return {
-        "episode_return_sum": jnp.sum(jnp.where(finished, stats.last_return, 0.0)).astype(jnp.float32),
-        "episode_length_sum": jnp.sum(jnp.where(finished, stats.last_length, 0)).astype(jnp.float32),
-        "episode_count": jnp.sum(finished).astype(jnp.float32),
-    }
-
-
 def _update_obs_stats(agent: _Agent, obs_stats: PyTree, trajectory: Trajectory) -> PyTree:
     if not isinstance(obs_stats, preprocessing.RunningStats):
         return obs_stats
-    features = _features(agent, trajectory.observation)
+    features = policy.features(agent.spaces, trajectory.observation)
     return fnrl.running_stats_update(obs_stats, features, axis=(0, 1))
 
 
@@ -441,11 +248,10 @@ def _update_obs_stats(agent: _Agent, obs_stats: PyTree, trajectory: Trajectory) 
 # The recipe.
 
 
-def init(agent: _Agent, env: Env, key: PRNGKey) -> PPOState:
-    """Resets the envs and initializes networks, optimizer and normalizers."""
-    net_key, env_key, key = jax.random.split(key, 3)
-    rollout = rollout_init(env, env_key)
-    features = _features(agent, rollout.timestep.observation)
+def start(agent: _Agent, key: PRNGKey, rollout: RolloutCarry) -> PPOState:
+    """A fresh state around the envs' first timestep: networks, optimizer and normalizers."""
+    net_key, key = jax.random.split(key)
+    features = policy.features(agent.spaces, rollout.timestep.observation)
     params = agent.network.init(net_key, features)
     obs_stats = ()
     if agent.config.normalize_observations:
@@ -457,22 +263,19 @@ def init(agent: _Agent, env: Env, key: PRNGKey) -> PPOState:
                     jnp.zeros((), jnp.int32))
 
 
-def update(agent: _Agent, env: Env, state: PPOState) -> tuple[PPOState, dict]:
-    """One iteration: rollout with the current policy, then `learn`; metrics per the contract."""
+def learn_rollout(agent: _Agent, state: PPOState, rollout: RolloutCarry,
+                  trajectory: Trajectory) -> tuple[PPOState, dict]:
+    """The update after a rollout: bootstrap from V(o_T), normalize rewards, `learn`, then update
+    the observation statistics and the counters; metrics per the `Trainer` contract."""
     cfg = agent.config
-    policy = functools.partial(policy_step, agent, state.params, state.obs_stats)
-    rollout, trajectory = unroll(policy, env, state.rollout, cfg.num_steps, env_info=episode_stats)
-    _, bootstrap = _forward(agent, state.params, state.obs_stats, rollout.timestep.observation)
+    _, bootstrap = policy.forward(agent, state.params, state.obs_stats, rollout.timestep.observation)
     learn_trajectory, reward_norm = trajectory, state.reward_norm
     if cfg.normalize_rewards:
         reward_norm, learn_trajectory = _normalize_rewards(agent, reward_norm, trajectory)
     state = state._replace(rollout=rollout, reward_norm=reward_norm)
     state, metrics = learn(agent, state, learn_trajectory, bootstrap)
-    state = state._replace(obs_stats=_update_obs_stats(agent, state.obs_stats, trajectory),
-                           update_count=state.update_count + 1)
-    metrics.update(_episode_metrics(trajectory))
-    metrics["env_steps"] = state.update_count.astype(jnp.float32) * (cfg.num_envs * cfg.num_steps)
-    return state, metrics
+    state = state._replace(obs_stats=_update_obs_stats(agent, state.obs_stats, trajectory))
+    return common.count_update(state, metrics, trajectory, cfg.num_envs * cfg.num_steps)
 
 
 def _optimizer(config: PPOConfig, num_updates: int) -> optax.GradientTransformation:
@@ -487,26 +290,28 @@ def _optimizer(config: PPOConfig, num_updates: int) -> optax.GradientTransformat
 def make_agent(config: PPOConfig, env: Env) -> _Agent:
     """The static parts of the recipe for `env`'s specs (networks, distributions, optimizer)."""
     common.check_env("ppo.make_trainer", config, env)
-    env_spec = env.spec()
-    parts, action_treedef = _action_parts(env_spec.action, config.bounded_actions)
-    obs_specs, obs_treedef = jax.tree.flatten(env_spec.observation, is_leaf=_is_spec)
+    spaces = policy.spaces("ppo.make_trainer", env.spec(), config.bounded_actions)
+    network = policy.actor_critic(spaces, config.hidden_sizes, config.activation, config.init_log_std)
     num_updates = config.total_steps // (config.num_envs * config.num_steps)
-    return _Agent(config, _network(config, parts), parts, action_treedef, tuple(obs_specs), obs_treedef,
-                  _optimizer(config, num_updates), preprocessing.reward_normalize(config.gamma), num_updates)
+    return _Agent(config, network, spaces, _optimizer(config, num_updates), preprocessing.reward_normalize(config.gamma),
+                  num_updates)
 
 
 def make_trainer(config: PPOConfig, env: Env) -> common.Trainer:
-    """The `agents.common.Trainer` of PPO on a batched pure-JAX `env` of `config.num_envs` envs."""
+    """The `agents.common.Trainer` of PPO on a batched `env` of `config.num_envs` envs (pure-JAX:
+    `init`/`update`; envpool: `on_policy` for `agents.host`)."""
     agent = make_agent(config, env)
-    env = _clipping_env(agent, env)
-    return common.Trainer(
-        init=functools.partial(init, agent, env),
-        update=functools.partial(update, agent, env),
-        num_updates=agent.num_updates,
-        steps_per_update=config.num_envs * config.num_steps,
-        act=functools.partial(act, agent),
-        params=lambda state: {"network": state.params, "obs_stats": state.obs_stats},
+    recipe = common.OnPolicy(
+        start=functools.partial(start, agent),
+        policy_step=functools.partial(policy_step, agent),
+        learn=functools.partial(learn_rollout, agent),
+        to_env=functools.partial(policy.to_env, agent.spaces),
+        num_steps=config.num_steps,
     )
+    return common.on_policy_trainer(
+        recipe, env, agent.num_updates, config.num_envs * config.num_steps,
+        act=functools.partial(policy.act, agent),
+        params=lambda state: {"network": state.params, "obs_stats": state.obs_stats})
 
 
 def make_train(config: PPOConfig, env: Env):

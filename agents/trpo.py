@@ -19,9 +19,9 @@ With `likelihood_ratio_clipping` ε > 0 the surrogate is PPO's clipped one (Tens
 `use_baseline=False` (TensorForce's default `baseline_mode=None`) no critic is trained and Â is
 GAE with V ≡ 0: the discounted returns when `gae_lambda` = 1.
 
-Network, action distributions, rollout policy, `act` and the advantages are PPO's
-(`agents.ppo`): separate tanh MLPs for actor and critic, whose parameters are split here so
-the natural gradient acts on the actor only. Defaults follow the paper / modular_rl
+The network is `agents.policy.actor_critic` (separate tanh MLPs for actor and critic, whose
+parameters are split here so the natural gradient acts on the actor only) and the advantages are
+PPO's (`agents.ppo.advantages`). Defaults follow the paper / modular_rl
 (`max_kl` 0.01, `cg_damping` 0.1, `gae_lambda` 0.97, line-search acceptance ratio 0.1).
 """
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import haiku as hk
 import jax
@@ -38,11 +38,10 @@ import optax
 from jax import lax
 
 import fnrl
-from fnrl.envs.wrappers import episode_stats
-from fnrl.rollout import RolloutCarry, Trajectory, rollout_init, unroll
-from fnrl.types import Array, Env, PRNGKey, PyTree, Spec
+from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
+from fnrl.types import Array, Env, PRNGKey, PyTree
 
-from agents import common, ppo
+from agents import common, policy, ppo
 
 _LS_MODES = ("exponential", "linear")
 
@@ -95,9 +94,7 @@ class TRPOConfig:
             raise ValueError("TRPOConfig: field `max_kl` must be > 0, got 0")
         if self.ls_mode not in _LS_MODES:
             raise ValueError(f"TRPOConfig: field `ls_mode` must be one of {_LS_MODES}, got {self.ls_mode!r}")
-        if self.bounded_actions not in ppo._BOUNDED_ACTIONS:
-            raise ValueError(f"TRPOConfig: field `bounded_actions` must be one of {ppo._BOUNDED_ACTIONS}, "
-                             f"got {self.bounded_actions!r}")
+        common.check_choice("TRPOConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
         if (self.num_envs * self.num_steps) % self.value_minibatches:
             raise ValueError(f"TRPOConfig: field `value_minibatches` ({self.value_minibatches}) must divide "
                              f"num_envs * num_steps = {self.num_envs * self.num_steps}")
@@ -127,41 +124,32 @@ class TRPOBatch(NamedTuple):
 
 
 class _Agent(NamedTuple):
-    """Everything static a recipe function needs; carries the fields `agents.ppo`'s network and
-    policy helpers read (network, parts, action_treedef, obs_specs, obs_treedef)."""
+    """Everything static a recipe function needs (`network` and `spaces` as `agents.policy`
+    reads them)."""
 
     config: TRPOConfig
-    network: hk.Transformed  # ppo's actor-critic: features -> (per-part distribution params, value)
-    parts: list
-    action_treedef: Any
-    obs_specs: list
-    obs_treedef: Any
+    network: hk.Transformed  # actor-critic: features -> (per-part distribution params, value)
+    spaces: policy.Spaces
     value_optimizer: optax.GradientTransformation
     num_updates: int
 
 
-_NO_OBS_STATS = ()  # TRPO keeps no observation statistics (ppo's helpers accept `()`)
+_NO_OBS_STATS = ()  # TRPO keeps no observation statistics
 
 
 def _is_critic(module_name: str, name: str, value: Array) -> bool:
-    """ppo's network names its critic modules "critic/..." and "value/..."."""
+    """`agents.policy.actor_critic` names its critic modules "critic/..." and "value/..."."""
     del name, value
     return module_name.split("/")[0] in ("critic", "value")
 
 
 def _forward(agent: _Agent, policy_params: PyTree, value_params: PyTree, observation: PyTree):
     params = hk.data_structures.merge(policy_params, value_params)
-    return ppo._forward(agent, params, _NO_OBS_STATS, observation)
+    return policy.forward(agent, params, _NO_OBS_STATS, observation)
 
 
 # --------------------------------------------------------------------------------------------
 # The policy step.
-
-
-def kl(agent: _Agent, old_dist_params: list, new_dist_params: list) -> Array:
-    """KL(π_old(.|s) ‖ π_new(.|s)) = Σ_parts KL_part (parts are independent), `[*batch]`."""
-    return sum(ppo._per_event(part, part.dist.kl(p, q))
-               for part, p, q in zip(agent.parts, old_dist_params, new_dist_params))
 
 
 def surrogate_loss(agent: _Agent, policy_params: PyTree, value_params: PyTree, batch: TRPOBatch) -> Array:
@@ -169,14 +157,14 @@ def surrogate_loss(agent: _Agent, policy_params: PyTree, value_params: PyTree, b
     −E[min(ρÂ, clip(ρ, 1 ± ε)Â)] (`fnrl.ppo_clip_loss`) when `likelihood_ratio_clipping` ε > 0."""
     cfg = agent.config
     dist_params, _ = _forward(agent, policy_params, value_params, batch.observation)
-    log_prob = ppo.log_prob(agent, dist_params, batch.action)
+    log_prob = policy.log_prob(agent.spaces, dist_params, batch.action)
     if cfg.likelihood_ratio_clipping > 0:
         loss, _ = fnrl.ppo_clip_loss(log_prob, batch.log_prob, batch.advantage, cfg.likelihood_ratio_clipping,
                                      batch.mask)
     else:
         loss = -fnrl.trpo_surrogate(log_prob, batch.log_prob, batch.advantage, batch.mask)
     if cfg.ent_coef > 0:
-        loss += cfg.ent_coef * fnrl.entropy_loss(ppo.entropy(agent, dist_params), batch.mask)
+        loss += cfg.ent_coef * fnrl.entropy_loss(policy.entropy(agent.spaces, dist_params), batch.mask)
     return loss
 
 
@@ -192,7 +180,7 @@ def policy_step(agent: _Agent, policy_params: PyTree, value_params: PyTree,
 
     def kl_fn(params: PyTree) -> Array:
         new_dist_params, _ = _forward(agent, params, value_params, batch.observation)
-        return fnrl.mean_kl(functools.partial(kl, agent), old_dist_params, new_dist_params, batch.mask)
+        return fnrl.mean_kl(functools.partial(policy.kl, agent.spaces), old_dist_params, new_dist_params, batch.mask)
 
     new_params, info = fnrl.natural_gradient_step(
         loss_fn, kl_fn, policy_params, cfg.max_kl, cg_max_iterations=cfg.cg_max_iterations,
@@ -202,7 +190,7 @@ def policy_step(agent: _Agent, policy_params: PyTree, value_params: PyTree,
     ls = info.line_search
     metrics = {
         "policy_loss": ls.loss,  # the surrogate loss after the step
-        "entropy": -fnrl.entropy_loss(ppo.entropy(agent, old_dist_params), batch.mask),
+        "entropy": -fnrl.entropy_loss(policy.entropy(agent.spaces, old_dist_params), batch.mask),
         "kl": kl_fn(new_params),  # realized mean KL(π_old ‖ π_new) of the accepted step
         "expected_improvement": ls.expected_improvement,
         "improvement": ls.improvement,
@@ -279,54 +267,56 @@ def learn(agent: _Agent, state: TRPOState, trajectory: Trajectory, bootstrap: Ar
     return state, metrics
 
 
-def init(agent: _Agent, env: Env, key: PRNGKey) -> TRPOState:
-    """Resets the envs and initializes the actor, the critic and the critic's optimizer."""
-    net_key, env_key, key = jax.random.split(key, 3)
-    rollout = rollout_init(env, env_key)
-    params = agent.network.init(net_key, ppo._features(agent, rollout.timestep.observation))
+def start(agent: _Agent, key: PRNGKey, rollout: RolloutCarry) -> TRPOState:
+    """A fresh state around the envs' first timestep: actor, critic and the critic's optimizer."""
+    net_key, key = jax.random.split(key)
+    params = agent.network.init(net_key, policy.features(agent.spaces, rollout.timestep.observation))
     value_params, policy_params = hk.data_structures.partition(_is_critic, params)
     return TRPOState(policy_params, value_params, agent.value_optimizer.init(value_params), rollout, key,
                      jnp.zeros((), jnp.int32))
 
 
-def update(agent: _Agent, env: Env, state: TRPOState) -> tuple[TRPOState, dict]:
-    """One iteration: rollout with the current policy, then `learn`; metrics per the contract."""
+def _network_params(state: TRPOState) -> PyTree:
+    return hk.data_structures.merge(state.policy_params, state.value_params)
+
+
+def rollout_policy(agent: _Agent, state: TRPOState, key: PRNGKey, observation, memory, action=None) -> PolicyOutput:
+    """The rollout policy step of `state`'s policy (`agents.policy.behaviour`)."""
+    return policy.behaviour(agent, _network_params(state), _NO_OBS_STATS, key, observation, memory, action)
+
+
+def learn_rollout(agent: _Agent, state: TRPOState, rollout: RolloutCarry,
+                  trajectory: Trajectory) -> tuple[TRPOState, dict]:
+    """The update after a rollout: bootstrap from V(o_T), `learn`, count; contract metrics."""
     cfg = agent.config
-    params = hk.data_structures.merge(state.policy_params, state.value_params)
-    policy = functools.partial(ppo.policy_step, agent, params, _NO_OBS_STATS)
-    rollout, trajectory = unroll(policy, env, state.rollout, cfg.num_steps, env_info=episode_stats)
-    _, bootstrap = ppo._forward(agent, params, _NO_OBS_STATS, rollout.timestep.observation)
+    _, bootstrap = policy.forward(agent, _network_params(state), _NO_OBS_STATS, rollout.timestep.observation)
     state, metrics = learn(agent, state._replace(rollout=rollout), trajectory, bootstrap)
-    state = state._replace(update_count=state.update_count + 1)
-    metrics.update(ppo._episode_metrics(trajectory))
-    metrics["env_steps"] = state.update_count.astype(jnp.float32) * (cfg.num_envs * cfg.num_steps)
-    return state, metrics
+    return common.count_update(state, metrics, trajectory, cfg.num_envs * cfg.num_steps)
 
 
 def make_agent(config: TRPOConfig, env: Env) -> _Agent:
     """The static parts of the recipe for `env`'s specs (network, distributions, optimizer)."""
     common.check_env("trpo.make_trainer", config, env)
-    env_spec = env.spec()
-    parts, action_treedef = ppo._action_parts(env_spec.action, config.bounded_actions)
-    obs_specs, obs_treedef = jax.tree.flatten(env_spec.observation, is_leaf=lambda x: isinstance(x, Spec))
+    spaces = policy.spaces("trpo.make_trainer", env.spec(), config.bounded_actions)
+    network = policy.actor_critic(spaces, config.hidden_sizes, config.activation, config.init_log_std)
     num_updates = config.total_steps // (config.num_envs * config.num_steps)
-    return _Agent(config, ppo._network(config, parts), parts, action_treedef, obs_specs, obs_treedef,
-                  optax.adam(config.value_learning_rate), num_updates)
+    return _Agent(config, network, spaces, optax.adam(config.value_learning_rate), num_updates)
 
 
 def make_trainer(config: TRPOConfig, env: Env) -> common.Trainer:
-    """The `agents.common.Trainer` of TRPO on a batched pure-JAX `env` of `config.num_envs` envs."""
+    """The `agents.common.Trainer` of TRPO on a batched `env` of `config.num_envs` envs."""
     agent = make_agent(config, env)
-    env = ppo._clipping_env(agent, env)
-    return common.Trainer(
-        init=functools.partial(init, agent, env),
-        update=functools.partial(update, agent, env),
-        num_updates=agent.num_updates,
-        steps_per_update=config.num_envs * config.num_steps,
-        act=functools.partial(ppo.act, agent),
-        params=lambda state: {"network": hk.data_structures.merge(state.policy_params, state.value_params),
-                              "obs_stats": _NO_OBS_STATS},
+    recipe = common.OnPolicy(
+        start=functools.partial(start, agent),
+        policy_step=functools.partial(rollout_policy, agent),
+        learn=functools.partial(learn_rollout, agent),
+        to_env=functools.partial(policy.to_env, agent.spaces),
+        num_steps=config.num_steps,
     )
+    return common.on_policy_trainer(
+        recipe, env, agent.num_updates, config.num_envs * config.num_steps,
+        act=functools.partial(policy.act, agent),
+        params=lambda state: {"network": _network_params(state), "obs_stats": _NO_OBS_STATS})
 
 
 def make_train(config: TRPOConfig, env: Env):

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import haiku as hk
 import jax
@@ -45,16 +45,14 @@ import numpy as np
 import optax
 
 import fnrl
-from fnrl.envs.wrappers import episode_stats
-from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory, rollout_init, unroll
+from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
 from fnrl.types import Array, Env, PRNGKey, PyTree
 
-from agents import common, ppo
-from agents.a2c import OPTIMIZERS, check_choice, check_counts, check_ranges, named_optimizer
+from agents import common, policy
+from agents.common import OPTIMIZERS, check_choice, check_counts, check_ranges, named_optimizer
 
 BASELINE_MODES = (None, "states", "network")
 BASELINE_NETWORKS = ("mlp", "cnn")
-_BOUNDED_ACTIONS = ("beta", "clipped_gaussian")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +93,7 @@ class VPGConfig:
         check_choice("VPGConfig", "baseline_mode", self.baseline_mode, BASELINE_MODES)
         check_choice("VPGConfig", "baseline_network", self.baseline_network, BASELINE_NETWORKS)
         check_choice("VPGConfig", "baseline_optimizer", self.baseline_optimizer, (None,) + OPTIMIZERS)
-        check_choice("VPGConfig", "bounded_actions", self.bounded_actions, _BOUNDED_ACTIONS)
+        check_choice("VPGConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
         if self.gae_lambda is not None:
             check_ranges("VPGConfig", self, (("gae_lambda", 0, 1),))
             if self.baseline_mode is None:
@@ -128,16 +126,13 @@ class VPGBatch(NamedTuple):
 
 
 class _Agent(NamedTuple):
-    """Everything static the recipe functions need; `network`, `parts`, `action_treedef`,
-    `obs_specs`, `obs_treedef` are the fields `agents.ppo`'s acting helpers read."""
+    """Everything static the recipe functions need (`network` and `spaces` as `agents.policy`
+    reads them; `network` returns the embedding where an actor-critic returns V)."""
 
     config: VPGConfig
     network: hk.Transformed  # policy: features -> (list of per-part distribution params, embedding)
     baseline: Optional[hk.Transformed]  # baseline input -> value
-    parts: tuple  # of agents.ppo._Part, in the action spec's leaf order
-    action_treedef: Any
-    obs_specs: tuple  # of Spec, in the observation spec's leaf order
-    obs_treedef: Any
+    spaces: policy.Spaces
     optimizer: optax.GradientTransformation
     baseline_optimizer: Optional[optax.GradientTransformation]  # None: baseline loss joins the policy's
     num_updates: int
@@ -147,13 +142,13 @@ class _Agent(NamedTuple):
 # Networks.
 
 
-def _policy_network(config: VPGConfig, parts: tuple) -> hk.Transformed:
-    """Dense torso (orthogonal √2 init) whose output is the embedding; PPO's per-part heads."""
+def _policy_network(config: VPGConfig, spaces: policy.Spaces) -> hk.Transformed:
+    """Dense torso (orthogonal √2 init) whose output is the embedding; `agents.policy` heads."""
 
     def forward(features: Array) -> tuple[list, Array]:
         embedding = fnrl.MLP(config.hidden_sizes, config.activation,
                              w_init=hk.initializers.Orthogonal(np.sqrt(2.0)), name="torso")(features)
-        return [ppo._head(part, config, i, embedding) for i, part in enumerate(parts)], embedding
+        return [policy.head(part, i, embedding, config.init_log_std) for i, part in enumerate(spaces.parts)], embedding
 
     return hk.without_apply_rng(hk.transform(forward))
 
@@ -184,25 +179,25 @@ def _baseline_input(agent: _Agent, observation: PyTree, embedding: Array) -> Arr
     if agent.config.baseline_mode == "network":
         return embedding
     if agent.config.baseline_network == "cnn":
-        return jnp.asarray(agent.obs_treedef.flatten_up_to(observation)[0], jnp.float32)
-    return ppo._features(agent, observation)
+        return jnp.asarray(agent.spaces.obs_treedef.flatten_up_to(observation)[0], jnp.float32)
+    return policy.features(agent.spaces, observation)
 
 
 def _forward(agent: _Agent, params: PyTree, observation: PyTree) -> tuple[list, Array, Array]:
     """(distribution params, embedding, baseline value b(s); 0 without a baseline)."""
-    dist_params, embedding = agent.network.apply(params["policy"], ppo._features(agent, observation))
+    dist_params, embedding = agent.network.apply(params["policy"], policy.features(agent.spaces, observation))
     if agent.baseline is None:
         return dist_params, embedding, jnp.zeros(embedding.shape[:-1], embedding.dtype)
     value = agent.baseline.apply(params["baseline"], _baseline_input(agent, observation, embedding))
     return dist_params, embedding, value
 
 
-def _policy_step(agent: _Agent, params: PyTree, key: PRNGKey, observation: PyTree, memory: PyTree,
-                 action: PyTree = None) -> PolicyOutput:
+def policy_step(agent: _Agent, state: VPGState, key: PRNGKey, observation: PyTree, memory: PyTree,
+                action: PyTree = None) -> PolicyOutput:
     """`fnrl.rollout` policy step; records the baseline value b(s) as the "value" extra."""
-    dist_params, _, value = _forward(agent, params, observation)
+    dist_params, _, value = _forward(agent, state.params, observation)
     if action is None:
-        action = ppo._sample(agent, key, dist_params)
+        action = policy.sample(agent.spaces, key, dist_params)
     return PolicyOutput(action, memory, {"value": value})
 
 
@@ -238,10 +233,10 @@ def vpg_loss(agent: _Agent, params: PyTree, batch: VPGBatch) -> tuple[Array, dic
     """REINFORCE on Â minus the entropy bonus; plus `baseline_coef` · the baseline loss when the
     baseline has no optimizer of its own."""
     cfg = agent.config
-    dist_params, embedding = agent.network.apply(params["policy"], ppo._features(agent, batch.observation))
-    policy_loss = fnrl.reinforce_loss(ppo.log_prob(agent, dist_params, batch.action), batch.advantage,
+    dist_params, embedding = agent.network.apply(params["policy"], policy.features(agent.spaces, batch.observation))
+    policy_loss = fnrl.reinforce_loss(policy.log_prob(agent.spaces, dist_params, batch.action), batch.advantage,
                                       mask_t=batch.mask)
-    mean_entropy = -fnrl.entropy_loss(ppo.entropy(agent, dist_params), batch.mask)
+    mean_entropy = -fnrl.entropy_loss(policy.entropy(agent.spaces, dist_params), batch.mask)
     total = policy_loss - cfg.ent_coef * mean_entropy
     value_loss = jnp.zeros_like(total)
     if agent.baseline is not None and agent.baseline_optimizer is None:
@@ -266,7 +261,7 @@ def _policy_update(agent: _Agent, params: PyTree, opt_state: PyTree, batch: VPGB
 def _baseline_update(agent: _Agent, params: PyTree, opt_state: PyTree, batch: VPGBatch) -> tuple[PyTree, PyTree, Array]:
     """`baseline_optimizer_steps` steps of the baseline's own optimizer on the batch (inputs from
     the pre-update policy); returns the loss before the first step."""
-    _, embedding = agent.network.apply(params["policy"], ppo._features(agent, batch.observation))
+    _, embedding = agent.network.apply(params["policy"], policy.features(agent.spaces, batch.observation))
     inputs = _baseline_input(agent, batch.observation, embedding)
     loss = lambda p: baseline_loss(agent, p, inputs, batch.returns, batch.mask)  # noqa: E731
     new, opt_state, losses = fnrl.multi_step(agent.baseline_optimizer, loss, params["baseline"], opt_state,
@@ -299,33 +294,28 @@ def learn(agent: _Agent, state: VPGState, trajectory: Trajectory, bootstrap: Arr
 # The recipe.
 
 
-def init(agent: _Agent, env: Env, key: PRNGKey) -> VPGState:
-    """Resets the envs and initializes the networks and optimizers."""
-    policy_key, baseline_key, env_key = jax.random.split(key, 3)
-    rollout = rollout_init(env, env_key)
+def start(agent: _Agent, key: PRNGKey, rollout: RolloutCarry) -> VPGState:
+    """A fresh state around the envs' first timestep: the networks and optimizers."""
+    policy_key, baseline_key = jax.random.split(key)
     observation = rollout.timestep.observation
-    policy = agent.network.init(policy_key, ppo._features(agent, observation))
-    params = {"policy": policy, "baseline": {}}
+    policy_params = agent.network.init(policy_key, policy.features(agent.spaces, observation))
+    params = {"policy": policy_params, "baseline": {}}
     if agent.baseline is not None:
-        _, embedding = agent.network.apply(policy, ppo._features(agent, observation))
+        _, embedding = agent.network.apply(policy_params, policy.features(agent.spaces, observation))
         params["baseline"] = agent.baseline.init(baseline_key, _baseline_input(agent, observation, embedding))
     if agent.baseline_optimizer is None:
         return VPGState(params, agent.optimizer.init(params), (), rollout, jnp.zeros((), jnp.int32))
-    return VPGState(params, agent.optimizer.init(policy), agent.baseline_optimizer.init(params["baseline"]),
+    return VPGState(params, agent.optimizer.init(policy_params), agent.baseline_optimizer.init(params["baseline"]),
                     rollout, jnp.zeros((), jnp.int32))
 
 
-def update(agent: _Agent, env: Env, state: VPGState) -> tuple[VPGState, dict]:
-    """One iteration: a batch with the current policy, then `learn`; metrics per the contract."""
+def learn_rollout(agent: _Agent, state: VPGState, rollout: RolloutCarry,
+                  trajectory: Trajectory) -> tuple[VPGState, dict]:
+    """The update after a batch: bootstrap from b(o_T), `learn`, count; contract metrics."""
     cfg = agent.config
-    policy = functools.partial(_policy_step, agent, state.params)
-    rollout, trajectory = unroll(policy, env, state.rollout, cfg.num_steps, env_info=episode_stats)
     _, _, bootstrap = _forward(agent, state.params, rollout.timestep.observation)
     state, metrics = learn(agent, state._replace(rollout=rollout), trajectory, bootstrap)
-    state = state._replace(update_count=state.update_count + 1)
-    metrics.update(ppo._episode_metrics(trajectory))
-    metrics["env_steps"] = state.update_count.astype(jnp.float32) * (cfg.num_envs * cfg.num_steps)
-    return state, metrics
+    return common.count_update(state, metrics, trajectory, cfg.num_envs * cfg.num_steps)
 
 
 def _check_image_observation(env: Env) -> None:
@@ -340,31 +330,31 @@ def make_agent(config: VPGConfig, env: Env) -> _Agent:
     common.check_env("vpg.make_trainer", config, env)
     if config.baseline_network == "cnn":
         _check_image_observation(env)
-    env_spec = env.spec()
-    parts, action_treedef = ppo._action_parts(env_spec.action, config.bounded_actions)
-    obs_specs, obs_treedef = jax.tree.flatten(env_spec.observation, is_leaf=ppo._is_spec)
+    spaces = policy.spaces("vpg.make_trainer", env.spec(), config.bounded_actions)
     has_baseline = config.baseline_mode is not None
     baseline_optimizer = None
     if has_baseline and config.baseline_optimizer is not None:
         baseline_optimizer = named_optimizer(config.baseline_optimizer, config.baseline_learning_rate)
-    return _Agent(config, _policy_network(config, parts), _baseline_network(config) if has_baseline else None,
-                  parts, action_treedef, tuple(obs_specs), obs_treedef,
+    return _Agent(config, _policy_network(config, spaces), _baseline_network(config) if has_baseline else None,
+                  spaces,
                   named_optimizer(config.optimizer, config.learning_rate, config.max_grad_norm), baseline_optimizer,
                   config.total_steps // (config.num_envs * config.num_steps))
 
 
 def make_trainer(config: VPGConfig, env: Env) -> common.Trainer:
-    """The `agents.common.Trainer` of VPG on a batched pure-JAX `env` of `config.num_envs` envs."""
+    """The `agents.common.Trainer` of VPG on a batched `env` of `config.num_envs` envs."""
     agent = make_agent(config, env)
-    env = ppo._clipping_env(agent, env)
-    return common.Trainer(
-        init=functools.partial(init, agent, env),
-        update=functools.partial(update, agent, env),
-        num_updates=agent.num_updates,
-        steps_per_update=config.num_envs * config.num_steps,
-        act=functools.partial(ppo.act, agent),
-        params=lambda state: {"network": state.params["policy"], "obs_stats": ()},
+    recipe = common.OnPolicy(
+        start=functools.partial(start, agent),
+        policy_step=functools.partial(policy_step, agent),
+        learn=functools.partial(learn_rollout, agent),
+        to_env=functools.partial(policy.to_env, agent.spaces),
+        num_steps=config.num_steps,
     )
+    return common.on_policy_trainer(
+        recipe, env, agent.num_updates, config.num_envs * config.num_steps,
+        act=functools.partial(policy.act, agent),
+        params=lambda state: {"network": state.params["policy"], "obs_stats": ()})
 
 
 def make_train(config: VPGConfig, env: Env):

@@ -15,11 +15,14 @@ and TensorForce's explorations (D4-D9) as pure functions:
   additive noise plus clipping for float actions. Deterministic acting (TensorForce's
   `deterministic=True`, AgentNet's greedy flags) is `greedy`, `probabilistic(..., greedy=True)`
   or simply `epsilon = 0` / zero noise.
+* `exploration_from_spec` builds TensorForce `explorations_spec`s into `Exploration(init,
+  explore)` pairs over the functions above, all with TensorForce's `tf_explore` signature.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+import inspect
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -472,3 +475,176 @@ def _noise_shape(fn: str, shape_or_action: Any) -> tuple[tuple[int, ...], Any]:
         return tuple(int(d) for d in shape_or_action), jnp.float32
     action = check_array("shape_or_action", shape_or_action, kind="float", fn=fn)
     return action.shape, action.dtype
+
+
+# --------------------------------------------------------------------------------------------
+# TensorForce exploration specs (`Exploration.from_spec`, `explorations_spec`; D4-D9, Q1, Q6).
+
+
+class Exploration(NamedTuple):
+    """TensorForce's `Exploration.tf_explore(episode, timestep, action_shape)` (D4), pure.
+
+    * `init(shape_or_action) -> state`: a shape (int or tuple; float32 values) or an example
+      float action (its shape and dtype), as `ornstein_uhlenbeck`'s `init` takes.
+    * `explore(key, state, episode, timestep) -> (value, state)`: the exploration value, of the
+      state's shape: an epsilon for `explore_discrete` or additive noise for
+      `explore_continuous`, as TensorForce applies it per action type. `episode` and `timestep`
+      are scalars or arrays broadcastable to that shape (e.g. one counter per env).
+
+    The state is the `OUState` for Ornstein-Uhlenbeck noise and the last value for the others
+    (which keep nothing else); it lives in the agent state. Re-`init` it at episode starts if
+    the noise should not carry over.
+    """
+
+    init: Callable[[Any], Any]
+    explore: Callable[[PRNGKey, Any, ArrayLike, ArrayLike], tuple[Array, Any]]
+
+
+def _value_init(shape_or_action: Any) -> Array:
+    shape, dtype = _noise_shape("Exploration.init", shape_or_action)
+    return jnp.zeros(shape, dtype)
+
+
+def _value_state(state: Any) -> Array:
+    return check_array("state", state, kind="float", fn="Exploration.explore")
+
+
+def _schedule_exploration(schedule: optax.Schedule) -> Exploration:
+    """The value is `schedule(timestep)`, whatever the episode (Constant, EpsilonAnneal/Decay)."""
+
+    def explore(key: PRNGKey, state: Any, episode: ArrayLike, timestep: ArrayLike):
+        del key, episode
+        state = _value_state(state)
+        value = check_broadcastable("Exploration.explore", "timestep", schedule(timestep), state.shape)
+        value = value.astype(state.dtype)
+        return value, value
+
+    return Exploration(_value_init, explore)
+
+
+def _spec_constant(constant: float = 0.0) -> Exploration:
+    return _schedule_exploration(constant_schedule(constant))
+
+
+def _spec_epsilon_anneal(initial_epsilon: float = 1.0, final_epsilon: float = 0.1,
+                         timesteps: int = 10000, start_timestep: int = 0) -> Exploration:
+    return _schedule_exploration(linear_anneal(initial_epsilon, final_epsilon, timesteps, start_timestep))
+
+
+def _spec_epsilon_decay(initial_epsilon: float = 1.0, final_epsilon: float = 0.1,
+                        timesteps: int = 10000, start_timestep: int = 0,
+                        half_lives: float = 10) -> Exploration:
+    return _schedule_exploration(
+        half_life_decay(initial_epsilon, final_epsilon, timesteps, start_timestep, half_lives))
+
+
+def _spec_linear_decay() -> Exploration:
+    def explore(key: PRNGKey, state: Any, episode: ArrayLike, timestep: ArrayLike):
+        del timestep
+        state = _value_state(state)
+        value = episode_decay_noise(key, episode, state.shape).astype(state.dtype)
+        return value, value
+
+    return Exploration(_value_init, explore)
+
+
+def _spec_ornstein_uhlenbeck(sigma: ArrayLike = 0.3, mu: ArrayLike = 0.0, theta: float = 0.15,
+                             dt: float = 1.0) -> Exploration:
+    noise = ornstein_uhlenbeck(theta, sigma, mu, dt)
+
+    def explore(key: PRNGKey, state: OUState, episode: ArrayLike, timestep: ArrayLike):
+        del episode, timestep
+        return noise.sample(key, state)
+
+    return Exploration(noise.init, explore)
+
+
+def _spec_gaussian(sigma: ArrayLike = 0.1) -> Exploration:
+    check_static_range("gaussian", "sigma", sigma, low=0)
+
+    def explore(key: PRNGKey, state: Any, episode: ArrayLike, timestep: ArrayLike):
+        del episode, timestep
+        state = _value_state(state)
+        value = gaussian_noise(key, jnp.zeros_like(state), sigma)
+        return value, value
+
+    return Exploration(_value_init, explore)
+
+
+# TensorForce 0.3's registry, plus fnrl's `gaussian` (TD3-style uncorrelated noise).
+EXPLORATIONS: dict[str, Callable[..., Exploration]] = {
+    "constant": _spec_constant,
+    "epsilon_anneal": _spec_epsilon_anneal,
+    "epsilon_decay": _spec_epsilon_decay,
+    "linear_decay": _spec_linear_decay,
+    "ornstein_uhlenbeck": _spec_ornstein_uhlenbeck,
+    "gaussian": _spec_gaussian,
+}
+EXPLORATION_TYPES: tuple[str, ...] = tuple(sorted(EXPLORATIONS))
+
+# TensorForce arguments with no meaning here (TF variable scopes / TensorBoard).
+_SPEC_IGNORED_KEYS = ("scope", "summary_labels")
+
+
+def _check_spec_keys(where: str, kind: str, options: dict) -> None:
+    params = inspect.signature(EXPLORATIONS[kind]).parameters
+    for key in options:
+        if key not in params:
+            raise ValueError(f"exploration_from_spec: {where}[{key!r}] is not a key of type "
+                             f"{kind!r}; valid keys: {', '.join(params) or 'none'} "
+                             f"(ignored: {', '.join(_SPEC_IGNORED_KEYS)})")
+
+
+def _build_exploration(spec: Any, where: str) -> Exploration:
+    """One spec entry; `where` is its key path, e.g. "spec['steer']"."""
+    if isinstance(spec, Exploration):
+        return spec
+    if spec is None:
+        return _spec_constant()  # TensorForce's default: no exploration, i.e. a zero value
+    if isinstance(spec, str):
+        spec = {"type": spec}
+    if not isinstance(spec, Mapping) or "type" not in spec:
+        raise ValueError(f"exploration_from_spec: {where} must be an exploration type name, a dict "
+                         f"with a 'type' key, an Exploration or None, got {spec!r}")
+    kind = spec["type"]
+    if not isinstance(kind, str) or kind not in EXPLORATIONS:
+        raise ValueError(f"exploration_from_spec: {where}['type'] is {kind!r}, not an exploration "
+                         f"type; valid types: {', '.join(EXPLORATION_TYPES)}")
+    options = {k: v for k, v in spec.items() if k != "type" and k not in _SPEC_IGNORED_KEYS}
+    _check_spec_keys(where, kind, options)
+    try:
+        return EXPLORATIONS[kind](**options)
+    except ValueError as err:  # the builders' own checks name the key (= argument) at fault
+        raise ValueError(f"exploration_from_spec: {where} (type {kind!r}): {err}") from err
+
+
+def exploration_from_spec(spec: Any) -> Exploration | dict[str, Exploration]:
+    """Builds `Exploration`s from a TensorForce `explorations_spec` (D4-D9, Q1, Q6).
+
+    `spec` is a type name, a dict `{"type": name, **keys}`, an `Exploration`, or None (no
+    exploration: a zero value, TensorForce's default); a dict without `"type"` maps action
+    names to such specs (TensorForce's per-action explorations) and gives a dict of
+    `Exploration`s. Types, keys and defaults (TensorForce 0.3's), and what they build on:
+
+    * `constant`(constant=0.0) — `constant_schedule(constant)(timestep)`.
+    * `epsilon_anneal`(initial_epsilon=1.0, final_epsilon=0.1, timesteps=10000,
+      start_timestep=0) — `linear_anneal(...)(timestep)`.
+    * `epsilon_decay`(same, half_lives=10) — `half_life_decay(...)(timestep)`.
+    * `linear_decay`() — `episode_decay_noise(key, episode, shape)`: uniform noise / (episode
+      + 1), what TensorForce's code computes (not the "linear decay" its docs announce).
+    * `ornstein_uhlenbeck`(sigma=0.3, mu=0.0, theta=0.15, dt=1.0) — `ornstein_uhlenbeck`'s
+      `sample`; `dt` is fnrl's (TensorForce steps with dt = 1).
+    * `gaussian`(sigma=0.1) — fnrl's: sigma·N(0, 1), as `gaussian_noise` adds (Fujimoto et al.,
+      2018, TD3).
+
+    `scope` and `summary_labels` are accepted and ignored. Deterministic acting (TensorForce's
+    `deterministic=True`) skips `explore` altogether.
+
+    Raises:
+      ValueError naming the key path (e.g. `spec['steer']['type']`) for an unknown type
+      (listing the valid ones) or key (listing the valid keys), or a value the underlying
+      function rejects.
+    """
+    if isinstance(spec, Mapping) and "type" not in spec:
+        return {name: _build_exploration(sub, f"spec[{name!r}]") for name, sub in spec.items()}
+    return _build_exploration(spec, "spec")

@@ -32,6 +32,15 @@ The others evaluate the loss at new points, so they take closures `loss_fn(param
 * `es_gradient`, `es_step`, `centered_ranks` — evolution strategies (TensorForce `evolutionary`).
 * `multi_step`, `optimized_step` — repeat, or line-search, any optax optimizer's step.
 
+Minimizers and TensorForce optimizer specs (G1–G8, Q1, Q5)
+----------------------------------------------------------
+`Minimizer(init, minimize)` puts every kind behind one call, so a recipe need not know which
+optimizer its config names: `minimize(loss_fn, params, state, key, **extra)` with
+`loss_fn(params) -> (loss, aux)`. `minimizer_from_optax` wraps an optax optimizer;
+`optimizer_from_spec` builds any TensorForce spec, meta-optimizers nested freely, on the
+functions above (`natural_gradient_direction`, `natural_gradient_step`, `es_step`,
+`line_search`, `clipped_step`) and optax.
+
 Loops are `lax.while_loop` / `lax.scan`, so TensorForce's `*_unroll_loop` flags have no
 counterpart. A separate baseline optimizer (TensorForce `baseline_optimizer`, G15) is a second
 optax optimizer with its own state over the baseline's own params pytree, stepped on the
@@ -42,7 +51,8 @@ num_steps=5)` as in TensorForce's `TestVPGBaselines`; when both live in one para
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, NamedTuple, Optional, Sequence, Union
+import inspect
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import haiku as hk
 import jax
@@ -959,3 +969,507 @@ def clipped_step(
     _check_optimizer(fn, optimizer)
     _check_scalar(fn, "clipping_value", clipping_value, 0.0, strict=True)
     return optax.chain(optimizer, optax.clip(clipping_value))
+
+
+# --------------------------------------------------------------------------------------------
+# Minimizers: one calling convention for every optimizer (TensorForce `Optimizer.minimize`, G1),
+# and TensorForce optimizer specs (G2–G8, Q1, Q5).
+
+AuxLossFn = Callable[[PyTree], tuple[Array, PyTree]]
+
+
+class MinimizeInfo(NamedTuple):
+    """What `Minimizer.minimize` reports. `loss` and `aux` are `loss_fn(params)` at the params
+    passed in (before the update) for every optimizer, so a recipe logs the same quantity
+    whichever optimizer its config names."""
+
+    loss: Array  # float scalar
+    aux: PyTree  # loss_fn's auxiliary output (the recipe's metrics)
+    details: PyTree  # the optimizer's own diagnostics; see `optimizer_from_spec`
+
+
+class Minimizer(NamedTuple):
+    """An optimizer of any kind behind one optax-style calling convention.
+
+    * `init(params) -> state`
+    * `minimize(loss_fn, params, state, key=None, **extra) -> (params, state, MinimizeInfo)`
+
+    `loss_fn(params) -> (loss, aux)` returns a float scalar to minimise and any auxiliary pytree
+    (the `has_aux=True` convention of `jax.value_and_grad`), closed over the batch: recipes keep
+    their metrics, and loss-closure optimizers (line search, natural gradient, evolution
+    strategies) can evaluate the loss at new points. `key` feeds stochastic optimizers
+    (`evolutionary`; the others ignore it); `extra` carries what some optimizers need, e.g.
+    `kl_fn(params) -> scalar` for `natural_gradient`. Unused extras are ignored, so a recipe may
+    always pass them. Both functions are pure: `jit`, `vmap` and `lax.scan` apply.
+    """
+
+    init: Callable[[PyTree], PyTree]
+    minimize: Callable[..., tuple[PyTree, PyTree, MinimizeInfo]]
+
+
+class OptimizedStepInfo(NamedTuple):
+    """`MinimizeInfo.details` of `optimized_step` around an optimizer other than the natural
+    gradient (whose TRPO step reports a `NaturalGradientStepInfo`)."""
+
+    line_search: LineSearchInfo
+    inner: MinimizeInfo  # the inner optimizer's report on its proposed full step
+
+
+def _check_aux_loss_fn(fn: str, loss_fn: AuxLossFn, params: PyTree) -> None:
+    """`loss_fn(params)` must return `(float scalar, aux)`; checked abstractly (traced, not run)."""
+    _check_callable(fn, "loss_fn", loss_fn)
+    out = jax.eval_shape(loss_fn, params)
+    loss = out[0] if isinstance(out, tuple) and len(out) == 2 else None
+    if getattr(loss, "shape", None) != () or not jnp.issubdtype(loss.dtype, jnp.floating):
+        raise ValueError(
+            f"{fn}: argument `loss_fn` must return (float scalar loss, aux); wrap a scalar loss "
+            f"as `lambda p: (f(p), ())`, got {out}"
+        )
+
+
+def _loss_only(loss_fn: AuxLossFn) -> LossFn:
+    return lambda params: loss_fn(params)[0]
+
+
+def _value_and_grad(loss_fn: AuxLossFn, params: PyTree) -> tuple[Array, PyTree, PyTree]:
+    """Checked `(loss, aux, grads)` at `params` from one forward-backward pass."""
+    fn = "Minimizer.minimize"
+    params = _check_float_tree(fn, "params", params)
+    _check_aux_loss_fn(fn, loss_fn, params)
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    return loss, aux, grads
+
+
+def _empty_init(params: PyTree) -> optax.EmptyState:
+    del params
+    return optax.EmptyState()
+
+
+def minimizer_from_optax(optimizer: optax.GradientTransformation) -> Minimizer:
+    """Any optax optimizer as a `Minimizer`: one gradient step per `minimize` call.
+
+        (L, aux), g = value_and_grad(loss_fn)(θ);   u, s' = optimizer.update(g, s, θ);   θ' = θ + u
+
+    Extra-args optimizers receive `value`, `grad`, `value_fn` (what `optax.lbfgs`'s line search
+    needs) and the caller's `extra` (so `fnrl.natural_gradient` gets its `kl_fn`); plain ones
+    ignore them. `MinimizeInfo.details` is `()`.
+    """
+    _check_optimizer("minimizer_from_optax", optimizer)
+    tx = optax.with_extra_args_support(optimizer)
+
+    def minimize(loss_fn, params, state, key=None, **extra):
+        del key
+        loss, aux, grads = _value_and_grad(loss_fn, params)
+        updates, state = tx.update(
+            grads, state, params, value=loss, grad=grads, value_fn=_loss_only(loss_fn), **extra
+        )
+        return optax.apply_updates(params, updates), state, MinimizeInfo(loss, aux, ())
+
+    return Minimizer(optimizer.init, minimize)
+
+
+def _require_kl_fn(where: str, kl_fn: Optional[LossFn]) -> None:
+    if kl_fn is None:
+        raise ValueError(
+            f"{where}: the natural gradient needs the extra argument `kl_fn`: call "
+            "`minimize(loss_fn, params, state, key, kl_fn=kl_fn)` with `kl_fn(params) -> scalar` "
+            "the mean KL from the data-collecting policy (e.g. built on `fnrl.mean_kl`)"
+        )
+
+
+def _natural_gradient_minimizer(where: str, max_kl: Scalar, **cg) -> Minimizer:
+    """θ' = θ + `natural_gradient_direction` step (TensorForce `natural_gradient`, no search)."""
+
+    def minimize(loss_fn, params, state, key=None, *, kl_fn=None, **extra):
+        del key, extra
+        _require_kl_fn(where, kl_fn)
+        loss, aux, grads = _value_and_grad(loss_fn, params)
+        step, info = natural_gradient_direction(grads, kl_fn, params, max_kl, **cg)
+        return optax.apply_updates(params, step), state, MinimizeInfo(loss, aux, info)
+
+    return Minimizer(_empty_init, minimize)
+
+
+def _trpo_minimizer(where: str, options: Mapping) -> Minimizer:
+    """`optimized_step(natural_gradient)`: exactly `natural_gradient_step(..., **options)` (TRPO)."""
+
+    def minimize(loss_fn, params, state, key=None, *, kl_fn=None, **extra):
+        del key, extra
+        _require_kl_fn(where, kl_fn)
+        _check_aux_loss_fn("Minimizer.minimize", loss_fn, params)
+        _, aux = loss_fn(params)  # under jit XLA shares this forward pass with the gradient's
+        new_params, info = natural_gradient_step(_loss_only(loss_fn), kl_fn, params, **options)
+        return new_params, state, MinimizeInfo(info.loss, aux, info)
+
+    return Minimizer(_empty_init, minimize)
+
+
+def _evolutionary_minimizer(where: str, learning_rate: Scalar, num_samples: int) -> Minimizer:
+    """TensorForce `evolutionary` on `es_step`; see `optimizer_from_spec` for the mapping."""
+
+    def minimize(loss_fn, params, state, key=None, **extra):
+        del extra
+        if key is None:
+            raise ValueError(f"{where}: the evolutionary optimizer needs a PRNG `key`")
+        _check_aux_loss_fn("Minimizer.minimize", loss_fn, params)
+        loss, aux = loss_fn(params)
+        new_params, info = es_step(
+            key, lambda p: -loss_fn(p)[0], params, learning_rate=2 * learning_rate**2,
+            num_samples=num_samples, noise_std=learning_rate,
+        )
+        return new_params, state, MinimizeInfo(loss, aux, info)
+
+    return Minimizer(_empty_init, minimize)
+
+
+def _multi_step_minimizer(inner: Minimizer, num_steps: int) -> Minimizer:
+    """`num_steps` inner steps on the same loss in one `lax.scan` (TensorForce `multi_step`).
+    `details` stacks the inner reports; `loss`/`aux` are the first step's."""
+
+    def minimize(loss_fn, params, state, key=None, **extra):
+        keys = None if key is None else jax.random.split(key, num_steps)
+
+        def one_step(carry, step_key):
+            params, state = carry
+            params, state, info = inner.minimize(loss_fn, params, state, step_key, **extra)
+            return (params, state), info
+
+        (params, state), infos = lax.scan(one_step, (params, state), keys, length=num_steps)
+        first_aux = jax.tree.map(lambda x: x[0], infos.aux)
+        return params, state, MinimizeInfo(infos.loss[0], first_aux, infos)
+
+    return Minimizer(inner.init, minimize)
+
+
+def _optimized_step_minimizer(inner: Minimizer, search: Mapping) -> Minimizer:
+    """`line_search` back from the inner optimizer's proposed point (TensorForce
+    `optimized_step`); the inner state advances as if the full step were taken, as in
+    `optimized_step`."""
+
+    def minimize(loss_fn, params, state, key=None, **extra):
+        proposed, state, info = inner.minimize(loss_fn, params, state, key, **extra)
+        new_params, ls_info = line_search(
+            _loss_only(loss_fn), params, otu.tree_sub(proposed, params), loss=info.loss, **search
+        )
+        return new_params, state, MinimizeInfo(info.loss, info.aux, OptimizedStepInfo(ls_info, info))
+
+    return Minimizer(inner.init, minimize)
+
+
+def _clipped_minimizer(inner: Minimizer, clipping_value: Scalar) -> Minimizer:
+    """The inner optimizer's step θ' − θ clipped elementwise (TensorForce `clipped_step`)."""
+
+    def minimize(loss_fn, params, state, key=None, **extra):
+        proposed, state, info = inner.minimize(loss_fn, params, state, key, **extra)
+        step = jax.tree.map(
+            lambda new, old: jnp.clip(new - old, -clipping_value, clipping_value), proposed, params
+        )
+        return optax.apply_updates(params, step), state, info
+
+    return Minimizer(inner.init, minimize)
+
+
+# Spec checking: every message names the key path, e.g. spec['optimizer']['num_steps'].
+
+
+def _spec_fail(where: str, key: str, message: str) -> None:
+    raise ValueError(f"optimizer_from_spec: {where}[{key!r}] {message}")
+
+
+def _spec_number(
+    where: str, key: str, value: object, low: Optional[float] = None, high: Optional[float] = None,
+    *, open_low: bool = False, open_high: bool = False,
+) -> None:
+    """A finite real in the interval; a jax scalar (e.g. traced in a vmapped sweep) passes."""
+    if isinstance(value, jax.Array) and value.ndim == 0 and jnp.issubdtype(value.dtype, jnp.number):
+        return
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    ok = ok and bool(np.isfinite(value))
+    if ok and low is not None:
+        ok = value > low or (value == low and not open_low)
+    if ok and high is not None:
+        ok = value < high or (value == high and not open_high)
+    if not ok:
+        lo = "(-inf" if low is None else ("(" if open_low else "[") + str(low)
+        hi = "inf)" if high is None else str(high) + (")" if open_high else "]")
+        _spec_fail(where, key, f"must be a number in {lo}, {hi}, got {value!r}")
+
+
+def _spec_int(where: str, key: str, value: object, low: int) -> None:
+    """A Python int >= low: it sets a loop length, which must be static."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        _spec_fail(where, key, f"must be a Python int >= {low}, got {value!r}")
+
+
+def _spec_learning_rate(where: str, value: object) -> None:
+    """A number >= 0 or an optax schedule `step -> rate`."""
+    if not callable(value):
+        _spec_number(where, "learning_rate", value, 0.0)
+
+
+def _spec_bool(where: str, key: str, value: object) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        _spec_fail(where, key, f"must be a bool, got {value!r}")
+
+
+class _Built(NamedTuple):
+    """A spec's minimizer, plus what an enclosing meta-optimizer may specialise on."""
+
+    minimizer: Minimizer
+    transformation: Optional[optax.GradientTransformation] = None  # set for optax optimizers
+    natural_gradient: Optional[dict] = None  # natural_gradient's options, for the TRPO step
+
+
+def _optax_built(optimizer: optax.GradientTransformation) -> _Built:
+    return _Built(minimizer_from_optax(optimizer), transformation=optimizer)
+
+
+# TensorFlow 1.x optimizers under TensorForce's names (G2). Keys are the TF constructors'
+# arguments, with their defaults; `optimizer_from_spec` says where optax's math differs.
+
+
+def _check_adam_spec(where: str, learning_rate, beta1, beta2, epsilon) -> None:
+    _spec_learning_rate(where, learning_rate)
+    _spec_number(where, "beta1", beta1, 0.0, 1.0, open_high=True)
+    _spec_number(where, "beta2", beta2, 0.0, 1.0, open_high=True)
+    _spec_number(where, "epsilon", epsilon, 0.0)
+
+
+def _tf_adam(where: str, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8):
+    _check_adam_spec(where, learning_rate, beta1, beta2, epsilon)
+    return optax.adam(learning_rate, b1=beta1, b2=beta2, eps=epsilon)
+
+
+def _tf_nadam(where: str, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8):
+    _check_adam_spec(where, learning_rate, beta1, beta2, epsilon)
+    return optax.nadam(learning_rate, b1=beta1, b2=beta2, eps=epsilon)
+
+
+def _tf_adagrad(where: str, learning_rate, initial_accumulator_value=0.1):
+    _spec_learning_rate(where, learning_rate)
+    _spec_number(where, "initial_accumulator_value", initial_accumulator_value, 0.0, open_low=True)
+    # TF divides by sqrt(accumulator), no epsilon: the accumulator starts > 0.
+    return optax.adagrad(learning_rate, initial_accumulator_value, eps=0.0)
+
+
+def _tf_adadelta(where: str, learning_rate=0.001, rho=0.95, epsilon=1e-8):
+    _spec_learning_rate(where, learning_rate)
+    _spec_number(where, "rho", rho, 0.0, 1.0)
+    _spec_number(where, "epsilon", epsilon, 0.0)
+    return optax.adadelta(learning_rate, rho=rho, eps=epsilon)
+
+
+def _tf_gradient_descent(where: str, learning_rate):
+    _spec_learning_rate(where, learning_rate)
+    return optax.sgd(learning_rate)
+
+
+def _tf_momentum(where: str, learning_rate, momentum, use_nesterov=False):
+    _spec_learning_rate(where, learning_rate)
+    _spec_number(where, "momentum", momentum, 0.0)
+    _spec_bool(where, "use_nesterov", use_nesterov)
+    return optax.sgd(learning_rate, momentum=momentum, nesterov=bool(use_nesterov))
+
+
+def _tf_rmsprop(where: str, learning_rate, decay=0.9, momentum=0.0, epsilon=1e-10, centered=False):
+    _spec_learning_rate(where, learning_rate)
+    _spec_number(where, "decay", decay, 0.0, 1.0)
+    _spec_number(where, "momentum", momentum, 0.0)
+    _spec_number(where, "epsilon", epsilon, 0.0)
+    _spec_bool(where, "centered", centered)
+    # TF starts the mean square at 1 and adds epsilon inside the square root.
+    return optax.rmsprop(
+        learning_rate, decay=decay, eps=epsilon, initial_scale=1.0, eps_in_sqrt=True,
+        centered=bool(centered), momentum=momentum,
+    )
+
+
+# TensorForce's own optimizers (G3, G4) and meta-optimizers (G6–G8).
+
+
+def _spec_natural_gradient(
+    where: str, learning_rate, cg_max_iterations=20, cg_damping=1e-3, cg_unroll_loop=False
+) -> _Built:
+    del cg_unroll_loop  # the CG loop is a lax.while_loop: nothing to unroll
+    _spec_number(where, "learning_rate", learning_rate, 0.0, open_low=True)
+    _spec_int(where, "cg_max_iterations", cg_max_iterations, 0)
+    _spec_number(where, "cg_damping", cg_damping, 0.0)
+    options = dict(max_kl=learning_rate, cg_max_iterations=cg_max_iterations, cg_damping=cg_damping)
+    minimizer = _natural_gradient_minimizer(f"optimizer_from_spec: {where} (natural_gradient)", **options)
+    return _Built(minimizer, natural_gradient=options)
+
+
+def _spec_evolutionary(where: str, learning_rate, num_samples=1) -> _Built:
+    _spec_number(where, "learning_rate", learning_rate, 0.0, open_low=True)
+    _spec_int(where, "num_samples", num_samples, 1)
+    where = f"optimizer_from_spec: {where} (evolutionary)"
+    return _Built(_evolutionary_minimizer(where, learning_rate, num_samples))
+
+
+def _spec_multi_step(where: str, optimizer, num_steps=5) -> _Built:
+    inner = _build_optimizer(optimizer, f"{where}['optimizer']")
+    _spec_int(where, "num_steps", num_steps, 1)
+    return _Built(_multi_step_minimizer(inner.minimizer, num_steps))
+
+
+def _spec_line_search(where: str, max_iterations, accept_ratio, mode, parameter) -> dict:
+    """`line_search`'s keyword arguments from the `ls_*` keys."""
+    _spec_int(where, "ls_max_iterations", max_iterations, 1)
+    _spec_number(where, "ls_accept_ratio", accept_ratio, 0.0)
+    if mode not in ("exponential", "linear"):
+        _spec_fail(where, "ls_mode", f"must be 'exponential' or 'linear', got {mode!r}")
+    _spec_number(where, "ls_parameter", parameter, 0.0, 1.0, open_low=True,
+                 open_high=mode == "exponential")
+    return dict(max_iterations=max_iterations, accept_ratio=accept_ratio, mode=mode, parameter=parameter)
+
+
+_UNSET = "natural_gradient_step's default"  # a key left out of the spec
+
+
+def _spec_optimized_step(
+    where: str, optimizer, ls_max_iterations=10, ls_accept_ratio=0.9, ls_mode="exponential",
+    ls_parameter=0.5, ls_unroll_loop=False, kl_tolerance=_UNSET,
+) -> _Built:
+    del ls_unroll_loop  # the search is a lax.while_loop: nothing to unroll
+    inner = _build_optimizer(optimizer, f"{where}['optimizer']")
+    search = _spec_line_search(where, ls_max_iterations, ls_accept_ratio, ls_mode, ls_parameter)
+    if inner.natural_gradient is None:
+        if kl_tolerance is not _UNSET:
+            _spec_fail(where, "kl_tolerance", "applies only when the inner optimizer is a natural_gradient")
+        return _Built(_optimized_step_minimizer(inner.minimizer, search))
+    options = dict(inner.natural_gradient, **{f"ls_{name}": value for name, value in search.items()})
+    if kl_tolerance is not _UNSET:
+        if kl_tolerance is not None:
+            _spec_number(where, "kl_tolerance", kl_tolerance, 1.0)
+        options["kl_tolerance"] = kl_tolerance
+    return _Built(_trpo_minimizer(f"optimizer_from_spec: {where} (optimized_step)", options))
+
+
+def _spec_clipped_step(where: str, optimizer, clipping_value) -> _Built:
+    inner = _build_optimizer(optimizer, f"{where}['optimizer']")
+    _spec_number(where, "clipping_value", clipping_value, 0.0, open_low=True)
+    if inner.transformation is not None:
+        return _optax_built(clipped_step(inner.transformation, clipping_value))
+    return _Built(_clipped_minimizer(inner.minimizer, clipping_value))
+
+
+_SPEC_OPTIMIZERS: dict[str, Callable[..., Union[_Built, optax.GradientTransformation]]] = {
+    "adadelta": _tf_adadelta,
+    "adagrad": _tf_adagrad,
+    "adam": _tf_adam,
+    "nadam": _tf_nadam,
+    "gradient_descent": _tf_gradient_descent,
+    "momentum": _tf_momentum,
+    "rmsprop": _tf_rmsprop,
+    "evolutionary": _spec_evolutionary,
+    "natural_gradient": _spec_natural_gradient,
+    "multi_step": _spec_multi_step,
+    "optimized_step": _spec_optimized_step,
+    "clipped_step": _spec_clipped_step,
+}
+OPTIMIZER_TYPES: tuple[str, ...] = tuple(sorted(_SPEC_OPTIMIZERS))
+
+# TensorForce / TensorFlow arguments with no meaning here (summaries, variable scopes, locking).
+_SPEC_IGNORED_KEYS = ("summaries", "summary_labels", "scope", "use_locking", "name")
+
+
+def _check_spec_keys(where: str, kind: str, builder: Callable, options: Mapping) -> None:
+    """The spec's keys against the builder's signature: no unknown key, no missing one."""
+    params = inspect.signature(builder).parameters
+    valid = [name for name in params if name != "where"]
+    for key in options:
+        if key not in valid:
+            _spec_fail(where, key, f"is not a key of type {kind!r}; valid keys: {', '.join(valid)} "
+                                   f"(ignored: {', '.join(_SPEC_IGNORED_KEYS)})")
+    for name in valid:
+        if params[name].default is inspect.Parameter.empty and name not in options:
+            _spec_fail(where, name, f"is required for type {kind!r}")
+
+
+def _build_optimizer(spec: Any, where: str) -> _Built:
+    """One (possibly nested) spec; `where` is its key path, e.g. "spec['optimizer']"."""
+    if isinstance(spec, Minimizer):
+        return _Built(spec)
+    if isinstance(spec, optax.GradientTransformation):
+        return _optax_built(spec)
+    if isinstance(spec, str):
+        spec = {"type": spec}
+    if not isinstance(spec, Mapping) or "type" not in spec:
+        raise ValueError(
+            f"optimizer_from_spec: {where} must be an optimizer type name, a dict with a 'type' "
+            f"key, an optax optimizer or a Minimizer, got {spec!r}"
+        )
+    kind = spec["type"]
+    if kind == "synchronization":
+        _spec_fail(where, "type", "is 'synchronization', a target-network update, not a loss "
+                                  "minimizer: use fnrl.periodic_target_update(target, online, step, "
+                                  "period=sync_frequency, tau=update_weight)")
+    if not isinstance(kind, str) or kind not in _SPEC_OPTIMIZERS:
+        _spec_fail(where, "type", f"is {kind!r}, not an optimizer type; valid types: "
+                                  f"{', '.join(OPTIMIZER_TYPES)}")
+    builder = _SPEC_OPTIMIZERS[kind]
+    options = {k: v for k, v in spec.items() if k != "type" and k not in _SPEC_IGNORED_KEYS}
+    _check_spec_keys(where, kind, builder, options)
+    built = builder(where, **options)
+    return built if isinstance(built, _Built) else _optax_built(built)
+
+
+def optimizer_from_spec(spec: Any) -> Minimizer:
+    """Builds a `Minimizer` from a TensorForce optimizer spec (`Optimizer.from_spec`, Q1/Q5).
+
+    `spec` is a type name (`"adam"`), a dict `{"type": name, **keys}`, an optax optimizer or a
+    `Minimizer`; meta-optimizers take another such spec under `"optimizer"`, nested freely:
+    `{"type": "multi_step", "optimizer": {"type": "adam", "learning_rate": 1e-3}, "num_steps":
+    5}` (PPO's / TensorForce's baseline optimizer), `{"type": "optimized_step", "optimizer":
+    {"type": "natural_gradient", "learning_rate": 0.01}}` (TRPO's). Keys and defaults:
+
+    * TensorFlow 1.x optimizers (G2); keys are the TF constructors'; `learning_rate` is a number
+      or an optax schedule. Differences from TF are noted; the rest match TF's update exactly.
+      - `adam`(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8) → `optax.adam`
+        (Kingma & Ba, 2015). TF's epsilon is the paper's "epsilon hat", added to the
+        uncorrected √v_t; optax adds it to the bias-corrected √v̂_t (TF ≡ optax with eps =
+        epsilon / √(1 − beta2ᵗ)): they differ only while √v̂ is near epsilon.
+      - `nadam`(same keys) → `optax.nadam` (Dozat, 2016). TF's Nadam bias-corrects the
+        look-ahead momentum β1·m_t + (1 − β1)·g by 1 − β1ᵗ; optax corrects β1·m_t by 1 − β1ᵗ⁺¹
+        and the gradient term by 1 − β1ᵗ, plus the epsilon placement of adam.
+      - `adagrad`(learning_rate, initial_accumulator_value=0.1) → `optax.adagrad(eps=0)`.
+      - `adadelta`(learning_rate=0.001, rho=0.95, epsilon=1e-8) → `optax.adadelta`.
+      - `gradient_descent`(learning_rate) → `optax.sgd`.
+      - `momentum`(learning_rate, momentum, use_nesterov=False) → `optax.sgd(momentum=,
+        nesterov=)`: a ← momentum·a + g, step −lr·a (Nesterov: −lr·(g + momentum·a)).
+      - `rmsprop`(learning_rate, decay=0.9, momentum=0.0, epsilon=1e-10, centered=False) →
+        `optax.rmsprop(initial_scale=1, eps_in_sqrt=True)`: as TF, the mean square starts at 1
+        and epsilon goes inside the root, lr·g / √(ms + ε) (centered: √(ms − mg² + ε)),
+        accumulated by momentum.
+      `details` is `()`.
+    * `natural_gradient`(learning_rate, cg_max_iterations=20, cg_damping=0.001): one
+      `natural_gradient_direction` step, `learning_rate` being the KL bound. Needs the extra
+      `kl_fn`. `details`: `NaturalGradientInfo`.
+    * `evolutionary`(learning_rate, num_samples=1): `es_step` with `noise_std=learning_rate`
+      and step size 2·learning_rate², so one sample moves θ by ±learning_rate·ε exactly like
+      TensorForce, whose sign compares L(θ + σε) with L(θ) where `es_step` uses the antithetic
+      L(θ − σε) (and centred ranks for several samples). Needs `key`. `details`: `ESInfo`.
+    * `multi_step`(optimizer, num_steps=5): the inner optimizer `num_steps` times on the same
+      loss (`lax.scan`; the key is split per step). `details`: the inner `MinimizeInfo`s
+      stacked on a leading `[num_steps]` axis.
+    * `optimized_step`(optimizer, ls_max_iterations=10, ls_accept_ratio=0.9,
+      ls_mode='exponential', ls_parameter=0.5): `line_search` from the inner optimizer's
+      proposed point back to θ. Around a `natural_gradient` this is exactly
+      `natural_gradient_step` (TRPO), with the fnrl-only key `kl_tolerance` (default
+      `natural_gradient_step`'s 1.5; `None` for TensorForce's search without KL check) and
+      `details` a `NaturalGradientStepInfo`; otherwise `details` is an `OptimizedStepInfo`.
+    * `clipped_step`(optimizer, clipping_value): the step θ' − θ clipped elementwise to
+      ±clipping_value (`clipped_step` for an optax inner optimizer). `details`: the inner one's.
+
+    `cg_unroll_loop` / `ls_unroll_loop` are accepted and ignored: the loops are
+    `lax.while_loop`s, whose data-dependent exit XLA compiles once; unrolling was TensorFlow's
+    way to get gradients through them, which nothing here needs. `summaries`,
+    `summary_labels`, `scope`, `use_locking` and `name` are ignored too. `synchronization` is a
+    target-network update (`periodic_target_update`), not a minimizer.
+
+    Raises:
+      ValueError naming the key path (e.g. `spec['optimizer']['num_steps']`) for an unknown
+      type (listing the valid ones), an unknown or missing key (listing the valid keys) or an
+      out-of-range value.
+    """
+    return _build_optimizer(spec, "spec").minimizer

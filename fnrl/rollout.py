@@ -94,6 +94,9 @@ def _tick(policy_step: PolicyStep, initial_memory: PyTree, key, observation, mem
     return key, policy_step(step_key, observation, memory, action)
 
 
+_jitted_tick = jax.jit(_tick)
+
+
 def unroll(
     policy_step: PolicyStep,
     env: Env,
@@ -185,18 +188,24 @@ def collect(
 ) -> tuple[RolloutCarry, Trajectory]:
     """The host-loop twin of `unroll`: the same ticks, for envs that step on the host (envpool).
 
-    The policy tick is jitted once; the env steps in Python. Works with pure-JAX envs too (their
+    The policy tick is jitted; the env steps in Python. Works with pure-JAX envs too (their
     step is jitted), so the two backends share agent code and give the same trajectory.
     The trajectory's arrays are stacked on the host as numpy arrays.
+
+    The jitted tick is cached on the policy function: to call `collect` again with new
+    parameters without recompiling, pass `jax.tree_util.Partial(step_fn, params)` (the same
+    `step_fn` object each time, the arrays as its bound arguments) rather than a new closure.
     """
     if not isinstance(length, int) or length < 1:
         raise ValueError(f"collect: argument `length` must be a Python int >= 1, got {length!r}")
     init_memory = jax.tree.map(jnp.zeros_like, carry.memory) if initial_memory is None else initial_memory
-    tick = jax.jit(lambda *args: _tick(policy_step, init_memory, *args))
+    if not isinstance(policy_step, jax.tree_util.Partial):
+        policy_step = jax.tree_util.Partial(policy_step)
     env_step = jax.jit(env.step) if env.is_jax else env.step
     records = []
     for _ in range(length):
-        key, out = tick(carry.key, carry.timestep.observation, carry.memory, carry.first)
+        key, out = _jitted_tick(policy_step, init_memory, carry.key, carry.timestep.observation, carry.memory,
+                                carry.first)
         env_state, timestep = env_step(carry.env_state, jax.device_get(out.action))
         records.append(Trajectory(
             observation=carry.timestep.observation, action=out.action, reward=timestep.reward,

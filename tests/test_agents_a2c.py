@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fnrl.envs
-from agents import a2c, ppo
+from agents import a2c, policy, ppo
 from fnrl.envs.wrappers import episode_stats
 from fnrl.rollout import unroll
 
@@ -81,9 +81,9 @@ def test_loss_matches_the_formula():
     config = a2c.A2CConfig(num_envs=3, num_steps=24, total_steps=72, gamma=0.9, ent_coef=0.03, vf_coef=0.7)
     env = fnrl.envs.make("CartPole-v1", num_envs=3, max_episode_steps=12)
     agent = a2c.make_agent(config, env)
-    state = a2c.init(agent, env, jax.random.PRNGKey(0))
-    policy = functools.partial(ppo.policy_step, agent, state.params, ())
-    rollout, traj = jax.jit(lambda carry: unroll(policy, env, carry, config.num_steps, env_info=episode_stats))(
+    state = a2c.make_trainer(config, env).init(jax.random.PRNGKey(0))
+    step_fn = functools.partial(a2c.policy_step, agent, state)
+    rollout, traj = jax.jit(lambda carry: unroll(step_fn, env, carry, config.num_steps, env_info=episode_stats))(
         state.rollout)
     assert traj.terminated.any() and traj.truncated.any() and not traj.valid.all()
     _, bootstrap = agent.network.apply(state.params, rollout.timestep.observation)
@@ -118,7 +118,7 @@ def test_act_greedy_takes_the_mode():
     observation = jax.random.normal(jax.random.PRNGKey(1), (4, 4))
     params = trainer.params(state)
     action = trainer.act(params, jax.random.PRNGKey(2), observation, True)
-    dist_params, _ = ppo._forward(a2c.make_agent(config, env), params["network"], (), observation)
+    dist_params, _ = policy.forward(a2c.make_agent(config, env), params["network"], (), observation)
     assert action.dtype == jnp.int32 and action.shape == (4,)
     np.testing.assert_array_equal(action, np.argmax(dist_params[0][:, 0], axis=-1))
 

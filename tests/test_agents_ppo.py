@@ -224,11 +224,11 @@ def test_clipped_gaussian_steps_clipped_actions_but_keeps_the_sample():
     env = fnrl.envs.make("Pendulum-v1", num_envs=config.num_envs)
     trainer = ppo.make_trainer(config, env)
     agent = ppo.make_agent(config, env)
-    assert [part.family for part in agent.parts] == ["gaussian"]
+    assert [part.family for part in agent.spaces.parts] == ["gaussian"]
     state = trainer.init(jax.random.PRNGKey(0))
     obs = jnp.broadcast_to(state.rollout.timestep.observation[:1], (256, 3))
     key = jax.random.PRNGKey(1)
-    raw = ppo.policy_step(agent, state.params, (), key, obs, ()).action
+    raw = ppo.policy_step(agent, state, key, obs, ()).action
     acted = trainer.act(trainer.params(state), key, obs, False)
     assert raw.shape == acted.shape == (256, 1)
     assert np.any(np.abs(raw) > 2.0)  # std e ≈ 2.7: many samples leave [-2, 2]
@@ -240,7 +240,7 @@ def test_clipped_gaussian_steps_clipped_actions_but_keeps_the_sample():
 def test_default_distributions_follow_the_action_spec():
     env = fnrl.envs.make("MinimalTest-v0", num_envs=2, specification=_MULTI)
     agent = ppo.make_agent(ppo.PPOConfig(num_envs=2), env)
-    families = dict(zip(("bool", "bounded", "float", "int"), [p.family for p in agent.parts]))
+    families = dict(zip(("bool", "bounded", "float", "int"), [p.family for p in agent.spaces.parts]))
     assert families == {"bool": "bernoulli", "int": "categorical", "float": "gaussian", "bounded": "beta"}
     trainer = ppo.make_trainer(ppo.PPOConfig(num_envs=2), env)
     state = trainer.init(jax.random.PRNGKey(0))

@@ -138,5 +138,7 @@ def test_make_trainer_rejects_mismatched_env():
         trpo.make_trainer(trpo.TRPOConfig(num_envs=8), env)
     with pytest.raises(ValueError, match="total_steps"):
         trpo.make_trainer(trpo.TRPOConfig(num_envs=4, total_steps=100), env)
-    with pytest.raises(ValueError, match="env"):
-        trpo.make_trainer(trpo.TRPOConfig(num_envs=4), env._replace(is_jax=False))
+    host_trainer = trpo.make_trainer(trpo.TRPOConfig(num_envs=4), env._replace(is_jax=False))
+    assert host_trainer.init is None and host_trainer.on_policy is not None  # trained by agents.host
+    with pytest.raises(ValueError, match="pure-JAX"):
+        trpo.make_train(trpo.TRPOConfig(num_envs=4), env._replace(is_jax=False))

@@ -216,7 +216,7 @@ def test_network_baseline_trains_the_torso_only_without_its_own_optimizer(baseli
                            baseline_optimizer=baseline_optimizer, normalize_advantages=False)
     env = fnrl.envs.make("CartPole-v1", num_envs=2)
     agent = vpg.make_agent(config, env)
-    params = jax.jit(lambda key: vpg.init(agent, env, key).params)(jax.random.PRNGKey(0))
+    params = jax.jit(lambda key: vpg.make_trainer(config, env).init(key).params)(jax.random.PRNGKey(0))
     observation = jax.random.normal(jax.random.PRNGKey(1), (4, 2, 4))
     batch = vpg.VPGBatch(observation, jnp.zeros((4, 2), jnp.int32), advantage=jnp.zeros((4, 2)),
                          returns=jnp.full((4, 2), 5.0), mask=jnp.ones((4, 2), bool))

@@ -304,9 +304,12 @@ def episode_statistics(env: Env) -> Env:
 
 
 def episode_stats(state: PyTree) -> EpisodeStats:
-    """The `EpisodeStats` inside a (possibly further wrapped or vectorized) env state."""
+    """The `EpisodeStats` inside a (possibly further wrapped or vectorized) env state, or the
+    ones an envpool state (`fnrl.envs.envpool_adapter.EnvpoolState`) keeps itself."""
     found = state
     while not isinstance(found, EpisodeStatisticsState):
+        if isinstance(getattr(found, "episode_stats", None), EpisodeStats):
+            return found.episode_stats
         if not hasattr(found, "env_state"):
             raise ValueError(
                 "episode_stats: argument `state` must come from an env wrapped by "
