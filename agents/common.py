@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+import fnrl
+
 from fnrl.envs.wrappers import episode_stats
 from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory, rollout_init, unroll
 from fnrl.types import Env, PRNGKey, PyTree
@@ -149,6 +151,28 @@ def named_optimizer(name: str, learning_rate: float | optax.Schedule, max_grad_n
     else:
         base = optax.sgd(learning_rate)
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), base) if max_grad_norm > 0 else base
+
+
+def check_optimizer(owner: str, name: str, value: Any, allow_none: bool = False) -> None:
+    """Config field `name` is an optimizer: a name from `OPTIMIZERS` or a TensorForce optimizer
+    spec dict (`fnrl.optimizer_from_spec`, checked here so a bad spec fails at config time)."""
+    if isinstance(value, dict):
+        try:
+            fnrl.optimizer_from_spec(value)
+        except ValueError as error:
+            raise ValueError(f"{owner}: field `{name}` is not a valid optimizer spec: {error}") from None
+        return
+    check_choice(owner, name, value, ((None,) if allow_none else ()) + OPTIMIZERS)
+
+
+def minimizer(value: str | dict, learning_rate: float | optax.Schedule, max_grad_norm: float = 0.0,
+              **named: Any) -> fnrl.Minimizer:
+    """The `fnrl.Minimizer` of an optimizer config field: a TensorForce spec dict as it says (its
+    own learning rate, clipping via `clipped_step`), or `named_optimizer(value, learning_rate,
+    max_grad_norm, **named)` taking one gradient step per call."""
+    if isinstance(value, dict):
+        return fnrl.optimizer_from_spec(value)
+    return fnrl.minimizer_from_optax(named_optimizer(value, learning_rate, max_grad_norm, **named))
 
 
 def episode_metrics(trajectory: Trajectory) -> dict:

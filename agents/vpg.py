@@ -27,6 +27,11 @@ baseline's own layers move, as in TensorForce. Without one (`baseline_optimizer=
 baseline loss, weighted by `baseline_coef`, joins the policy loss under the policy optimizer (and
 in "network" mode also trains the shared torso).
 
+`optimizer` and `baseline_optimizer` take a name ("adam", "rmsprop", "sgd" with the config's
+learning rate) or any TensorForce optimizer spec (`fnrl.optimizer_from_spec`, TensorForce's
+`TestVPGOptimizers`, R14): `evolutionary`, `natural_gradient` (given the batch's mean
+KL(π_old ‖ π_θ)), `multi_step`, `optimized_step`, `clipped_step`, nested freely.
+
 TensorForce's defaults are `baseline_mode=None`, Adam 1e-3, γ = 0.99; the defaults here add a
 "states" baseline and advantage normalization so that `fnrl train vpg` learns classic control.
 Multi-part actions sum their log-probs (the joint likelihood; TensorForce averages them).
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import haiku as hk
 import jax
@@ -49,7 +54,7 @@ from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
 from fnrl.types import Array, Env, PRNGKey, PyTree
 
 from agents import common, policy
-from agents.common import OPTIMIZERS, check_choice, check_counts, check_ranges, named_optimizer
+from agents.common import check_choice, check_counts, check_optimizer, check_ranges
 
 BASELINE_MODES = (None, "states", "network")
 BASELINE_NETWORKS = ("mlp", "cnn")
@@ -64,8 +69,8 @@ class VPGConfig:
     total_steps: int = 200_000  # env steps of the whole run (num_updates = total // (envs·steps))
     hidden_sizes: tuple[int, ...] = (64, 64)  # policy torso
     activation: str = "tanh"
-    optimizer: str = "adam"  # or "rmsprop", "sgd"
-    learning_rate: float = 1e-3
+    optimizer: Any = "adam"  # "rmsprop", "sgd", or a TensorForce optimizer spec dict (own learning rate)
+    learning_rate: float = 1e-3  # of a named optimizer
     max_grad_norm: float = 0.0  # global-norm clipping of the policy gradient; 0 disables it
     gamma: float = 0.99
     ent_coef: float = 0.0  # TensorForce `entropy_regularization`
@@ -75,9 +80,9 @@ class VPGConfig:
     baseline_network: str = "mlp"  # "states" mode: "mlp" or "cnn" (image observations)
     baseline_sizes: tuple[int, ...] = (32, 32)  # dense layers of the baseline (tanh, as TensorForce)
     baseline_conv_sizes: tuple[int, ...] = (16, 16)  # "cnn": channels of the 3x3 convolutions
-    baseline_optimizer: Optional[str] = "adam"  # or "rmsprop", "sgd"; None: joint with the policy
-    baseline_learning_rate: float = 1e-3
-    baseline_optimizer_steps: int = 1  # fnrl.multi_step num_steps (TensorForce test: 5)
+    baseline_optimizer: Any = "adam"  # "rmsprop", "sgd", a spec dict, or None: joint with the policy
+    baseline_learning_rate: float = 1e-3  # of a named baseline optimizer
+    baseline_optimizer_steps: int = 1  # fnrl.multi_step num_steps of a named one (TensorForce test: 5)
     baseline_coef: float = 1.0  # weight of the baseline loss when baseline_optimizer is None
     gae_lambda: Optional[float] = None  # None: R − b; in [0, 1]: GAE (needs a baseline)
     bounded_actions: str = "beta"  # or "clipped_gaussian" (see agents.ppo)
@@ -89,10 +94,10 @@ class VPGConfig:
         check_counts("VPGConfig", self, ("num_envs", "num_steps", "total_steps", "baseline_optimizer_steps"))
         check_ranges("VPGConfig", self, (("gamma", 0, 1), ("learning_rate", 0, None), ("max_grad_norm", 0, None),
                                          ("baseline_learning_rate", 0, None), ("baseline_coef", 0, None)))
-        check_choice("VPGConfig", "optimizer", self.optimizer, OPTIMIZERS)
+        check_optimizer("VPGConfig", "optimizer", self.optimizer)
         check_choice("VPGConfig", "baseline_mode", self.baseline_mode, BASELINE_MODES)
         check_choice("VPGConfig", "baseline_network", self.baseline_network, BASELINE_NETWORKS)
-        check_choice("VPGConfig", "baseline_optimizer", self.baseline_optimizer, (None,) + OPTIMIZERS)
+        check_optimizer("VPGConfig", "baseline_optimizer", self.baseline_optimizer, allow_none=True)
         check_choice("VPGConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
         if self.gae_lambda is not None:
             check_ranges("VPGConfig", self, (("gae_lambda", 0, 1),))
@@ -111,6 +116,7 @@ class VPGState(NamedTuple):
     opt_state: optax.OptState  # of the policy optimizer (over all params when joint)
     baseline_opt_state: optax.OptState  # () unless the baseline has its own optimizer
     rollout: RolloutCarry  # env state, last timestep and the acting key
+    key: PRNGKey  # for stochastic optimizers (TensorForce `evolutionary`)
     update_count: Array  # int32, updates done
 
 
@@ -133,8 +139,8 @@ class _Agent(NamedTuple):
     network: hk.Transformed  # policy: features -> (list of per-part distribution params, embedding)
     baseline: Optional[hk.Transformed]  # baseline input -> value
     spaces: policy.Spaces
-    optimizer: optax.GradientTransformation
-    baseline_optimizer: Optional[optax.GradientTransformation]  # None: baseline loss joins the policy's
+    optimizer: fnrl.Minimizer
+    baseline_optimizer: Optional[fnrl.Minimizer]  # None: baseline loss joins the policy's
     num_updates: int
 
 
@@ -246,27 +252,38 @@ def vpg_loss(agent: _Agent, params: PyTree, batch: VPGBatch) -> tuple[Array, dic
     return total, {"loss": total, "policy_loss": policy_loss, "value_loss": value_loss, "entropy": mean_entropy}
 
 
-def _policy_update(agent: _Agent, params: PyTree, opt_state: PyTree, batch: VPGBatch) -> tuple[PyTree, PyTree, dict]:
-    """One policy-optimizer step: over all params when joint, else over the policy's only."""
+def _mean_kl(agent: _Agent, old_dist_params: list, policy_params: PyTree, batch: VPGBatch) -> Array:
+    """E_s[KL(π_old(.|s) ‖ π_θ(.|s))] over the valid ticks (for `natural_gradient` optimizers)."""
+    new_dist_params, _ = agent.network.apply(policy_params, policy.features(agent.spaces, batch.observation))
+    return fnrl.mean_kl(functools.partial(policy.kl, agent.spaces), old_dist_params, new_dist_params, batch.mask)
+
+
+def _policy_update(agent: _Agent, params: PyTree, opt_state: PyTree, batch: VPGBatch,
+                   key: PRNGKey) -> tuple[PyTree, PyTree, dict]:
+    """One `minimize` of the policy optimizer: over all params when joint, else over the policy's
+    only. Metrics are those of the pre-update params."""
+    old_dist_params, _ = agent.network.apply(params["policy"], policy.features(agent.spaces, batch.observation))
+    old_dist_params = jax.lax.stop_gradient(old_dist_params)
     if agent.baseline_optimizer is None:
-        grads, metrics = jax.grad(functools.partial(vpg_loss, agent), has_aux=True)(params, batch)
-        updates, opt_state = agent.optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, metrics
-    loss = lambda policy: vpg_loss(agent, {**params, "policy": policy}, batch)  # noqa: E731
-    grads, metrics = jax.grad(loss, has_aux=True)(params["policy"])
-    updates, opt_state = agent.optimizer.update(grads, opt_state, params["policy"])
-    return {**params, "policy": optax.apply_updates(params["policy"], updates)}, opt_state, metrics
+        new, opt_state, info = agent.optimizer.minimize(
+            lambda p: vpg_loss(agent, p, batch), params, opt_state, key,
+            kl_fn=lambda p: _mean_kl(agent, old_dist_params, p["policy"], batch))
+        return new, opt_state, info.aux
+    new, opt_state, info = agent.optimizer.minimize(
+        lambda p: vpg_loss(agent, {**params, "policy": p}, batch), params["policy"], opt_state, key,
+        kl_fn=lambda p: _mean_kl(agent, old_dist_params, p, batch))
+    return {**params, "policy": new}, opt_state, info.aux
 
 
-def _baseline_update(agent: _Agent, params: PyTree, opt_state: PyTree, batch: VPGBatch) -> tuple[PyTree, PyTree, Array]:
-    """`baseline_optimizer_steps` steps of the baseline's own optimizer on the batch (inputs from
-    the pre-update policy); returns the loss before the first step."""
+def _baseline_update(agent: _Agent, params: PyTree, opt_state: PyTree, batch: VPGBatch,
+                     key: PRNGKey) -> tuple[PyTree, PyTree, Array]:
+    """One `minimize` of the baseline's own optimizer on the batch (inputs from the pre-update
+    policy); returns the loss before it."""
     _, embedding = agent.network.apply(params["policy"], policy.features(agent.spaces, batch.observation))
     inputs = _baseline_input(agent, batch.observation, embedding)
-    loss = lambda p: baseline_loss(agent, p, inputs, batch.returns, batch.mask)  # noqa: E731
-    new, opt_state, losses = fnrl.multi_step(agent.baseline_optimizer, loss, params["baseline"], opt_state,
-                                             agent.config.baseline_optimizer_steps)
-    return new, opt_state, losses[0]
+    loss = lambda p: (baseline_loss(agent, p, inputs, batch.returns, batch.mask), ())  # noqa: E731
+    new, opt_state, info = agent.baseline_optimizer.minimize(loss, params["baseline"], opt_state, key)
+    return new, opt_state, info.loss
 
 
 def learn(agent: _Agent, state: VPGState, trajectory: Trajectory, bootstrap: Array) -> tuple[VPGState, dict]:
@@ -281,13 +298,15 @@ def learn(agent: _Agent, state: VPGState, trajectory: Trajectory, bootstrap: Arr
     if agent.config.normalize_advantages:
         advantage = fnrl.normalize_advantages(advantage, trajectory.valid)
     batch = VPGBatch(trajectory.observation, trajectory.action, advantage, returns, trajectory.valid)
-    params, opt_state, metrics = _policy_update(agent, state.params, state.opt_state, batch)
+    key, policy_key, baseline_key = jax.random.split(state.key, 3)
+    params, opt_state, metrics = _policy_update(agent, state.params, state.opt_state, batch, policy_key)
     baseline_opt_state = state.baseline_opt_state
     if agent.baseline_optimizer is not None:
         baseline, baseline_opt_state, metrics["value_loss"] = _baseline_update(
-            agent, state.params, baseline_opt_state, batch)
+            agent, state.params, baseline_opt_state, batch, baseline_key)
         params = {**params, "baseline": baseline}
-    return state._replace(params=params, opt_state=opt_state, baseline_opt_state=baseline_opt_state), metrics
+    return state._replace(params=params, opt_state=opt_state, baseline_opt_state=baseline_opt_state,
+                          key=key), metrics
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,7 +315,7 @@ def learn(agent: _Agent, state: VPGState, trajectory: Trajectory, bootstrap: Arr
 
 def start(agent: _Agent, key: PRNGKey, rollout: RolloutCarry) -> VPGState:
     """A fresh state around the envs' first timestep: the networks and optimizers."""
-    policy_key, baseline_key = jax.random.split(key)
+    policy_key, baseline_key, key = jax.random.split(key, 3)
     observation = rollout.timestep.observation
     policy_params = agent.network.init(policy_key, policy.features(agent.spaces, observation))
     params = {"policy": policy_params, "baseline": {}}
@@ -304,9 +323,9 @@ def start(agent: _Agent, key: PRNGKey, rollout: RolloutCarry) -> VPGState:
         _, embedding = agent.network.apply(policy_params, policy.features(agent.spaces, observation))
         params["baseline"] = agent.baseline.init(baseline_key, _baseline_input(agent, observation, embedding))
     if agent.baseline_optimizer is None:
-        return VPGState(params, agent.optimizer.init(params), (), rollout, jnp.zeros((), jnp.int32))
+        return VPGState(params, agent.optimizer.init(params), (), rollout, key, jnp.zeros((), jnp.int32))
     return VPGState(params, agent.optimizer.init(policy_params), agent.baseline_optimizer.init(params["baseline"]),
-                    rollout, jnp.zeros((), jnp.int32))
+                    rollout, key, jnp.zeros((), jnp.int32))
 
 
 def learn_rollout(agent: _Agent, state: VPGState, rollout: RolloutCarry,
@@ -333,11 +352,15 @@ def make_agent(config: VPGConfig, env: Env) -> _Agent:
     spaces = policy.spaces("vpg.make_trainer", env.spec(), config.bounded_actions)
     has_baseline = config.baseline_mode is not None
     baseline_optimizer = None
-    if has_baseline and config.baseline_optimizer is not None:
-        baseline_optimizer = named_optimizer(config.baseline_optimizer, config.baseline_learning_rate)
+    if has_baseline and isinstance(config.baseline_optimizer, dict):
+        baseline_optimizer = fnrl.optimizer_from_spec(config.baseline_optimizer)
+    elif has_baseline and config.baseline_optimizer is not None:
+        named = common.named_optimizer(config.baseline_optimizer, config.baseline_learning_rate)
+        baseline_optimizer = fnrl.optimizer_from_spec(
+            {"type": "multi_step", "optimizer": named, "num_steps": config.baseline_optimizer_steps})
     return _Agent(config, _policy_network(config, spaces), _baseline_network(config) if has_baseline else None,
                   spaces,
-                  named_optimizer(config.optimizer, config.learning_rate, config.max_grad_norm), baseline_optimizer,
+                  common.minimizer(config.optimizer, config.learning_rate, config.max_grad_norm), baseline_optimizer,
                   config.total_steps // (config.num_envs * config.num_steps))
 
 

@@ -249,3 +249,29 @@ def test_make_trainer_rejects_cnn_baseline_without_image():
     env = fnrl.envs.make("CartPole-v1", num_envs=4)
     with pytest.raises(ValueError, match="baseline_network"):
         vpg.make_trainer(vpg.VPGConfig(baseline_network="cnn"), env)
+
+
+OPTIMIZER_SPECS = {
+    # TensorForce's TestVPGOptimizers (R14): VPG, int action, batch 8, these optimizer specs.
+    "adam": {"type": "adam", "learning_rate": 1e-3},
+    "evolutionary": {"type": "evolutionary", "learning_rate": 1e-2},
+    "natural_gradient": {"type": "natural_gradient", "learning_rate": 1e-3},
+    "multi_step": {"type": "multi_step", "optimizer": {"type": "adam", "learning_rate": 1e-4}},
+    "optimized_step": {"type": "optimized_step", "optimizer": {"type": "adam", "learning_rate": 1e-3}},
+    "clipped_step": {"type": "clipped_step", "optimizer": {"type": "adam", "learning_rate": 1e-3},
+                     "clipping_value": 0.01},
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZER_SPECS))
+def test_tensorforce_optimizer_specs_learn(name):
+    config = vpg.VPGConfig(optimizer=OPTIMIZER_SPECS[name], total_steps=4000, **TF_TEST)
+    _, metrics = _train(config, fnrl.envs.make("MinimalTest-v0", num_envs=1), seeds=2)
+    assert np.all(recent_return(metrics) >= 3.2), recent_return(metrics)  # random play: 2.0, the best: ~4
+
+
+def test_optimizer_spec_errors_name_the_field():
+    with pytest.raises(ValueError, match="`optimizer`.*spec"):
+        vpg.VPGConfig(optimizer={"type": "adamm"})
+    with pytest.raises(ValueError, match="`baseline_optimizer`"):
+        vpg.VPGConfig(baseline_optimizer={"type": "multi_step", "optimizer": "adam", "num_steps": 0})
