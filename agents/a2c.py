@@ -18,14 +18,21 @@ the critic's value of the final observation, and the envpool-style reset ticks a
 
 Defaults follow the paper and baselines' `a2c`: RMSprop (decay 0.99, eps 1e-5) at 7e-4,
 global-norm clipping 0.5, 5-step rollouts in 8 envs, entropy 0.01; actor and critic are separate
-64-64 tanh MLPs with orthogonal initialization (`agents.policy.actor_critic`, as PPO).
+64-64 tanh MLPs with orthogonal initialization (`agents.policy.actor_critic`, as PPO), or
+torsos built from a TensorForce layers spec (`network`).
+
+Recurrent A2C (AgentNet's "Deep Recurrent Kung-Fu" demo: GRU memory + actor-critic, seed
+features S3): with a memory cell (`memory`) or `internal_lstm` layers in `network` the policy
+carries a per-env memory, and the loss replays each env's rollout with its recorded actions from
+the memory at the rollout's start (truncated backpropagation through time over `num_steps` ticks;
+memory resets at episode starts).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import haiku as hk
 import jax
@@ -62,15 +69,20 @@ class A2CConfig:
     normalize_advantages: bool = False
     bounded_actions: str = "beta"  # or "clipped_gaussian" (see agents.ppo)
     init_log_std: float = 0.0  # initial log-std of gaussian policies
+    network: Optional[tuple] = None  # TensorForce layers spec for each torso (replaces hidden_sizes)
+    memory: str = "none"  # "lstm" / "gru": an AgentNet memory cell after each torso (recurrent)
+    memory_size: int = 64  # units of that cell
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        check_counts("A2CConfig", self, ("num_envs", "num_steps", "total_steps"))
+        object.__setattr__(self, "network", policy.network_spec("A2CConfig", self.network))
+        check_counts("A2CConfig", self, ("num_envs", "num_steps", "total_steps", "memory_size"))
         check_ranges("A2CConfig", self, (("gamma", 0, 1), ("gae_lambda", 0, 1), ("learning_rate", 0, None),
                                          ("max_grad_norm", 0, None), ("rmsprop_decay", 0, 1),
                                          ("optimizer_eps", 0, None)))
         check_choice("A2CConfig", "optimizer", self.optimizer, common.OPTIMIZERS)
         check_choice("A2CConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
+        check_choice("A2CConfig", "memory", self.memory, policy.MEMORY_CELLS)
 
 
 class A2CState(NamedTuple):
@@ -92,6 +104,7 @@ class _Agent(NamedTuple):
     optimizer: optax.GradientTransformation
     learning_rate: optax.Schedule
     num_updates: int
+    initial_memory: PyTree  # one env's memory at episode starts; () when feed-forward
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,10 +112,12 @@ class _Agent(NamedTuple):
 
 
 def a2c_loss(agent: _Agent, params: PyTree, trajectory: Trajectory, advantage: Array,
-             target: Array) -> tuple[Array, dict]:
-    """`fnrl.a2c_loss` over the valid ticks of the rollout (module docstring's L)."""
+             target: Array, memory: PyTree = ()) -> tuple[Array, dict]:
+    """`fnrl.a2c_loss` over the valid ticks of the rollout (module docstring's L); a recurrent
+    policy replays the rollout from `memory`, its memory before tick 0 `[B, ...]`."""
     cfg = agent.config
-    dist_params, value = policy.forward(agent, params, (), trajectory.observation)
+    dist_params, value = policy.evaluate(agent, params, (), trajectory.observation, trajectory.action,
+                                         trajectory.first, memory)
     if cfg.normalize_advantages:
         advantage = fnrl.normalize_advantages(advantage, trajectory.valid)
     total, parts = fnrl.a2c_loss(policy.log_prob(agent.spaces, dist_params, trajectory.action), advantage, value,
@@ -111,16 +126,18 @@ def a2c_loss(agent: _Agent, params: PyTree, trajectory: Trajectory, advantage: A
     return total, {"loss": total, "policy_loss": parts.policy, "value_loss": parts.value, "entropy": -parts.entropy}
 
 
-def learn(agent: _Agent, state: A2CState, trajectory: Trajectory, bootstrap: Array) -> tuple[A2CState, dict]:
+def learn(agent: _Agent, state: A2CState, trajectory: Trajectory, bootstrap: Array,
+          memory: PyTree = ()) -> tuple[A2CState, dict]:
     """One optimizer step on one rollout.
 
     `trajectory.extras["value"]` holds V(s_i) `[T, B]` of the acting parameters; `bootstrap` is
-    V(o_T) `[B]`. Returns the state with new params / optimizer state and the loss metrics
-    (plus "learning_rate" and the pre-clipping "grad_norm").
+    V(o_T) `[B]`; `memory` is a recurrent policy's memory before tick 0 `[B, ...]`. Returns the
+    state with new params / optimizer state and the loss metrics (plus "learning_rate" and the
+    pre-clipping "grad_norm").
     """
     advantage, target = ppo.advantages(agent.config, trajectory, bootstrap)
     grads, metrics = jax.grad(functools.partial(a2c_loss, agent), has_aux=True)(
-        state.params, trajectory, advantage, target)
+        state.params, trajectory, advantage, target, memory)
     updates, opt_state = agent.optimizer.update(grads, state.opt_state, state.params)
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["learning_rate"] = jnp.asarray(agent.learning_rate(state.update_count), jnp.float32)
@@ -133,7 +150,10 @@ def learn(agent: _Agent, state: A2CState, trajectory: Trajectory, bootstrap: Arr
 
 def start(agent: _Agent, key: PRNGKey, rollout: RolloutCarry) -> A2CState:
     """A fresh state around the envs' first timestep: the network and the optimizer."""
-    params = agent.network.init(key, policy.features(agent.spaces, rollout.timestep.observation))
+    # `rollout_init` carries one env's initial memory; acting needs it per env (`[B, ...]`).
+    rollout = rollout._replace(memory=policy.batched_memory(agent, rollout.memory, rollout.timestep.reward.shape))
+    features = policy.features(agent.spaces, rollout.timestep.observation)
+    params = policy.init_network(agent, key, features, rollout.memory)
     return A2CState(params, agent.optimizer.init(params), rollout, jnp.zeros((), jnp.int32))
 
 
@@ -144,10 +164,11 @@ def policy_step(agent: _Agent, state: A2CState, key: PRNGKey, observation, memor
 
 def learn_rollout(agent: _Agent, state: A2CState, rollout: RolloutCarry,
                   trajectory: Trajectory) -> tuple[A2CState, dict]:
-    """The update after a rollout: bootstrap from V(o_T), `learn`, count; contract metrics."""
+    """The update after a rollout: bootstrap from V(o_T), `learn` (from the memory before the
+    rollout, `state.rollout.memory`), count; contract metrics."""
     cfg = agent.config
-    _, bootstrap = policy.forward(agent, state.params, (), rollout.timestep.observation)
-    state, metrics = learn(agent, state._replace(rollout=rollout), trajectory, bootstrap)
+    bootstrap = policy.bootstrap_value(agent, state.params, (), rollout)
+    state, metrics = learn(agent, state._replace(rollout=rollout), trajectory, bootstrap, state.rollout.memory)
     return common.count_update(state, metrics, trajectory, cfg.num_envs * cfg.num_steps)
 
 
@@ -160,8 +181,10 @@ def make_agent(config: A2CConfig, env: Env) -> _Agent:
                      else optax.constant_schedule(config.learning_rate))
     optimizer = common.named_optimizer(config.optimizer, learning_rate, config.max_grad_norm,
                                        config.optimizer_eps, config.rmsprop_decay)
-    network = policy.actor_critic(spaces, config.hidden_sizes, config.activation, config.init_log_std)
-    return _Agent(config, network, spaces, optimizer, learning_rate, num_updates)
+    network = policy.actor_critic(spaces, config.hidden_sizes, config.activation, config.init_log_std,
+                                  config.network, config.memory, config.memory_size)
+    return _Agent(config, network, spaces, optimizer, learning_rate, num_updates,
+                  policy.initial_memory(config.network, config.memory, config.memory_size))
 
 
 def make_trainer(config: A2CConfig, env: Env) -> common.Trainer:
@@ -173,10 +196,12 @@ def make_trainer(config: A2CConfig, env: Env) -> common.Trainer:
         learn=functools.partial(learn_rollout, agent),
         to_env=functools.partial(policy.to_env, agent.spaces),
         num_steps=config.num_steps,
+        initial_memory=agent.initial_memory,
     )
     return common.on_policy_trainer(
         recipe, env, agent.num_updates, config.num_envs * config.num_steps,
         act=functools.partial(policy.act, agent),
+        act_with_memory=functools.partial(policy.act_with_memory, agent),
         params=lambda state: {"network": state.params, "obs_stats": ()})
 
 

@@ -63,6 +63,8 @@ def _coerce(field: dataclasses.Field, raw: Any) -> Any:
     default = field.default
     if raw is None:  # JSON null switches an optional feature off (e.g. baseline_mode)
         return None
+    if isinstance(raw, (dict, list)) and not isinstance(default, tuple):
+        return raw  # a spec (optimizer, network layers): the config class checks it
     if isinstance(default, bool):
         if not isinstance(raw, bool):
             raise SystemExit(f"fnrl: config field {field.name!r} takes true/false, got {raw!r}")
@@ -80,13 +82,30 @@ def build_config(config_cls, values: dict[str, Any]):
     if unknown:
         raise SystemExit(f"fnrl: unknown config field(s) {unknown} for {config_cls.__name__}; "
                          f"fields: {', '.join(sorted(fields))}")
-    return config_cls(**{k: _coerce(fields[k], v) for k, v in values.items()})
+    try:
+        return config_cls(**{k: _coerce(fields[k], v) for k, v in values.items()})
+    except ValueError as error:
+        raise SystemExit(f"fnrl: {error}") from None
 
 
 def config_values(args) -> dict[str, Any]:
+    """Config fields from --config (recipe fields, or a TensorForce agent spec with a "type",
+    which also names the agent), then --set, --num-envs and --steps. Sets `args.agent` from a
+    TensorForce spec."""
     values: dict[str, Any] = {}
     if args.config:
         values.update(json.loads(pathlib.Path(args.config).read_text()))
+    if "type" in values:
+        from agents.tensorforce import tensorforce_config
+
+        try:
+            agent, values = tensorforce_config(values)
+        except ValueError as error:
+            raise SystemExit(f"fnrl: --config {args.config}: {error}") from None
+        if args.agent not in (None, agent):
+            raise SystemExit(f"fnrl: --config {args.config} is a TensorForce {agent} spec, but the agent given is "
+                             f"{args.agent!r}")
+        args.agent = agent
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -238,8 +257,9 @@ def train(args) -> int:
         out = pathlib.Path(args.out or f"runs/{args.agent}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}")
         if (out / "run.json").exists():
             raise SystemExit(f"fnrl: {out} already holds a run; use --resume {out} or another --out")
+        config = config_values(args)
         run = dict(agent=args.agent, env=args.env, backend=args.backend, seeds=args.seeds,
-                   seed=args.seed, config=config_values(args))
+                   seed=args.seed, config=config)
     config, trainer, host_run = make_run(run["agent"], run["env"], run["backend"], run["seeds"], run["config"])
     run["config"] = dataclasses.asdict(config)
     out.mkdir(parents=True, exist_ok=True)
@@ -365,12 +385,20 @@ def greedy_returns(trainer: Trainer, env, params, episodes: int, seed: int) -> f
     from fnrl.envs.wrappers import episode_stats
 
     state, timestep = env.reset(jax.random.PRNGKey(10_000 + seed))
-    act = jax.jit(lambda p, k, o: trainer.act(p, k, o, True))
+    initial = trainer.on_policy.initial_memory if trainer.on_policy else ()
+    memory = jax.tree.map(lambda m: np.broadcast_to(m, (env.num_envs,) + np.shape(m)), initial)
+    if initial == ():
+        act = jax.jit(lambda p, k, o, m, first: (trainer.act(p, k, o, True), m))
+    else:  # recurrent: memory restarts where an episode starts (the reset tick is `valid=False`)
+        act = jax.jit(lambda p, k, o, m, first: trainer.act_with_memory(
+            p, k, o, fnrl.rollout.reset_memory(m, initial, first), True))
     step = jax.jit(env.step) if env.is_jax else env.step
-    key, finished = jax.random.PRNGKey(seed), []
+    key, finished, first = jax.random.PRNGKey(seed), [], np.ones(env.num_envs, bool)
     while len(finished) < episodes:
         key, sub = jax.random.split(key)
-        state, timestep = step(state, act(params, sub, timestep.observation))
+        action, memory = act(params, sub, timestep.observation, memory, first)
+        state, timestep = step(state, action)
+        first = ~np.asarray(timestep.valid)
         ended = np.asarray(timestep.done & timestep.valid)
         if ended.any():
             finished.extend(np.asarray(episode_stats(state).last_return)[ended].tolist())
@@ -391,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--seeds", type=int, default=1, help="seeds trained together in one vmapped program")
     tr.add_argument("--seed", type=int, default=0, help="base seed")
     tr.add_argument("--num-envs", type=int, dest="num_envs", help="envs per seed (config num_envs)")
-    tr.add_argument("--config", help="JSON file of config fields")
+    tr.add_argument("--config", help="JSON file of config fields, or a TensorForce agent spec "
+                                     '(e.g. {"type": "vpg_agent", "batch_size": 8, "optimizer": {...}})')
     tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field")
     tr.add_argument("--out", help="run directory (default runs/AGENT-ENV-TIME)")
     tr.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
@@ -408,8 +437,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"envpool envs: {len(fnrl.envs.list_envs('envpool'))} ids (any envpool.list_all_envs() id)")
         return 0
     if args.command == "train":
-        if not args.resume and not (args.agent and args.env):
-            parser.error("train needs AGENT and --env (or --resume DIR)")
+        if not args.resume and not ((args.agent or args.config) and args.env):
+            parser.error("train needs AGENT (or a TensorForce agent spec in --config) and --env, or --resume DIR")
         if args.seeds < 1:
             parser.error("--seeds must be >= 1")
         return train(args)

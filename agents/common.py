@@ -49,7 +49,9 @@ class Trainer(NamedTuple):
     """See the module docstring. `act(params, key, observation, greedy)` returns actions.
 
     `init`/`update` exist for pure-JAX envs (None for a host env); `on_policy` for recipes that
-    can also run in a host loop (None otherwise)."""
+    can also run in a host loop (None otherwise). A recurrent policy acts through
+    `act_with_memory(params, key, observation, memory, greedy) -> (action, memory)`, with memory
+    `[B, ...]` starting at `on_policy.initial_memory` and reset to it at episode starts."""
 
     init: Optional[Callable[[PRNGKey], TrainState]]
     update: Optional[Callable[[TrainState], tuple[TrainState, dict]]]
@@ -58,6 +60,7 @@ class Trainer(NamedTuple):
     act: Callable[[PyTree, PRNGKey, Any, bool], Any]
     params: Callable[[TrainState], PyTree]
     on_policy: Optional[OnPolicy] = None
+    act_with_memory: Optional[Callable] = None
 
 
 def train_from_trainer(trainer: Trainer) -> Callable[[PRNGKey], tuple[TrainState, dict]]:
@@ -85,7 +88,7 @@ def _on_policy_update(recipe: OnPolicy, env: Env, state: TrainState) -> tuple[Tr
 
 
 def on_policy_trainer(recipe: OnPolicy, env: Env, num_updates: int, steps_per_update: int,
-                      act: Callable, params: Callable) -> Trainer:
+                      act: Callable, params: Callable, act_with_memory: Optional[Callable] = None) -> Trainer:
     """The `Trainer` of an on-policy recipe: `update` = `unroll` then `learn` on a pure-JAX env;
     a host env (envpool) gets `init = update = None` and is trained by `agents.host`."""
     init = update = None
@@ -93,7 +96,7 @@ def on_policy_trainer(recipe: OnPolicy, env: Env, num_updates: int, steps_per_up
         acting_env = env._replace(step=lambda state, action: env.step(state, recipe.to_env(action)))
         init = functools.partial(_on_policy_init, recipe, acting_env)
         update = functools.partial(_on_policy_update, recipe, acting_env)
-    return Trainer(init, update, num_updates, steps_per_update, act, params, recipe)
+    return Trainer(init, update, num_updates, steps_per_update, act, params, recipe, act_with_memory)
 
 
 # --------------------------------------------------------------------------------------------

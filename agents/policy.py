@@ -8,12 +8,22 @@ whose samples are clipped to the bounds when they go to the env while the loss k
 of the unclipped sample. Multi-part (dict / tuple) actions are independent parts: their log-probs,
 entropies and KLs add up. Observations of any pytree are flattened and concatenated into one
 feature vector.
+
+The actor and the critic have separate torsos: an MLP, or a TensorForce layers spec (`network`,
+TensorForce's `network_spec`, seed features F28-F31), optionally followed by a memory cell
+(`memory`: AgentNet's GRU or LSTM, as in its "Deep Recurrent Kung-Fu" demo, seed features S3).
+A spec's `internal_lstm` layers or a memory cell make the policy recurrent (Hausknecht & Stone
+2015, "Deep Recurrent Q-Learning for POMDPs"; Mnih et al. 2016 for actor-critic): it carries a
+per-env memory from tick to tick, reset at episode starts by `fnrl.rollout`, and the learner
+recomputes its log-probs and values by replaying each env's sequence from the memory recorded at
+the start of the rollout (`replay`; AgentNet's experience replay, M5).
 """
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import haiku as hk
 import jax
@@ -23,10 +33,19 @@ import numpy as np
 import fnrl
 from fnrl import preprocessing
 from fnrl.distributions import Distribution
-from fnrl.rollout import PolicyOutput
+from fnrl.rollout import PolicyOutput, RolloutCarry
+from fnrl.rollout import replay as replay_session
 from fnrl.types import Array, Env, EnvSpec, PRNGKey, PyTree, Spec
 
 BOUNDED_ACTIONS = ("beta", "clipped_gaussian")
+MEMORY_CELLS = ("none", "lstm", "gru")
+# Spec layers that act on one tick's flat feature vector `[batch, F]`, the torsos' input (conv,
+# pooling and embedding layers need image / integer inputs, `lstm` a time axis, `dropout` a
+# training-mode rng the recipes do not thread).
+SPEC_LAYER_TYPES = ("dense", "linear", "nonlinearity", "flatten", "dueling", "internal_lstm")
+# AgentNet's LSTM starts the forget gate at bias 0; bias 1 keeps the memory early in training
+# (Gers, Schmidhuber & Cummins 2000; Jozefowicz, Zaremba & Sutskever 2015).
+_FORGET_BIAS = 1.0
 # Observation normalization as OpenAI baselines' VecNormalize: variance epsilon and clip range.
 _OBS_EPS, _OBS_CLIP = 1e-8, 10.0
 
@@ -88,6 +107,103 @@ def spaces(owner: str, env_spec: EnvSpec, bounded_actions: str) -> Spaces:
 
 
 # --------------------------------------------------------------------------------------------
+# Network specs and memory.
+
+
+class LayerSpec(dict):
+    """One layer dict of a network spec, frozen (lists become tuples) and hashable, so a config
+    that holds a spec stays immutable, hashable and JSON-serialisable."""
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.items())))
+
+    def __reduce__(self) -> tuple:
+        return type(self), (dict(self),)
+
+    def _frozen(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("LayerSpec is immutable")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _frozen
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _layer_spec(owner: str, index: int, entry: Any) -> LayerSpec:
+    where = f"{owner}: field `network[{index}]`"
+    if not isinstance(entry, dict) or entry.get("type") not in SPEC_LAYER_TYPES:
+        raise ValueError(f"{where} must be a layer dict whose 'type' is one of {SPEC_LAYER_TYPES} (layers "
+                         f"acting on one tick's flat observation features [batch, F]), got {entry!r}")
+    try:
+        json.dumps(entry)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} must be JSON-serialisable (strings, numbers, lists), got {entry!r}") from None
+    for name in ("dropout", "l1_regularization", "l2_regularization"):
+        if entry.get(name):  # the recipes' losses have no such terms: refuse rather than ignore
+            raise ValueError(f"{where}: argument `{name}` is not supported by the recipes, got {entry[name]!r}")
+    return LayerSpec({key: _freeze(value) for key, value in entry.items()})
+
+
+def network_spec(owner: str, network: Any) -> Optional[tuple[LayerSpec, ...]]:
+    """Config field `network` checked and frozen: None, or a non-empty list of TensorForce layer
+    dicts (`fnrl.network_from_spec`) of `SPEC_LAYER_TYPES`, e.g. `[{"type": "dense", "size": 32},
+    {"type": "internal_lstm", "size": 32}]`. Errors name `owner` and the layer."""
+    if network is None:
+        return None
+    if isinstance(network, dict) or not isinstance(network, (list, tuple)) or not network:
+        raise ValueError(f"{owner}: field `network` must be None or a non-empty list of layer dicts, "
+                         f"e.g. [{{'type': 'dense', 'size': 32}}], got {network!r}")
+    layers = tuple(_layer_spec(owner, i, entry) for i, entry in enumerate(network))
+    try:  # the layers' own argument checks (unknown or missing arguments, sizes)
+        hk.transform(lambda: fnrl.network_from_spec(list(layers))).init(None)
+    except ValueError as error:
+        raise ValueError(f"{owner}: field `network`: {error}") from None
+    return layers
+
+
+def is_recurrent_spec(network: Optional[tuple], memory: str) -> bool:
+    """Whether torsos of this `network` spec and `memory` cell carry memory between ticks."""
+    return memory != "none" or any(layer["type"] == "internal_lstm" for layer in network or ())
+
+
+class TorsoMemory(NamedTuple):
+    """What one recurrent torso carries from tick to tick."""
+
+    internals: tuple  # one hk.LSTMState per `internal_lstm` layer of the network spec
+    cell: PyTree  # the memory cell's state: LSTMCellState ("lstm"), h ("gru") or () ("none")
+
+
+def initial_memory(network: Optional[tuple], memory: str, memory_size: int) -> PyTree:
+    """The zero memory of one env, `{"actor": TorsoMemory, "critic": TorsoMemory}` with leaves
+    `[size]`; `()` for a feed-forward policy."""
+    if not is_recurrent_spec(network, memory):
+        return ()
+    zeros = lambda size: np.zeros((size,), np.float32)  # noqa: E731
+    internals = tuple(hk.LSTMState(hidden=zeros(layer["size"]), cell=zeros(layer["size"]))
+                      for layer in network or () if layer["type"] == "internal_lstm")
+    cell = {"none": (), "gru": zeros(memory_size),
+            "lstm": fnrl.LSTMCellState(zeros(memory_size), zeros(memory_size))}[memory]
+    return {"actor": TorsoMemory(internals, cell), "critic": TorsoMemory(internals, cell)}
+
+
+def is_recurrent(agent: Any) -> bool:
+    """Whether a recipe's static record (`initial_memory` field, absent = none) has memory."""
+    return bool(jax.tree.leaves(getattr(agent, "initial_memory", ())))
+
+
+def batched_memory(agent: Any, memory: PyTree, batch_shape: tuple[int, ...]) -> PyTree:
+    """`memory` (one env's, or already batched) broadcast to `batch_shape` + the memory's shape."""
+    return jax.tree.map(lambda m, m0: jnp.broadcast_to(m, tuple(batch_shape) + np.shape(m0)), memory,
+                        agent.initial_memory)
+
+
+def init_network(agent: Any, key: PRNGKey, features: Array, memory: PyTree) -> PyTree:
+    """The network's parameters for `features` `[B, F]` (and a recurrent policy's memory `[B, ...]`)."""
+    return agent.network.init(key, features, memory) if is_recurrent(agent) else agent.network.init(key, features)
+
+
+# --------------------------------------------------------------------------------------------
 # Networks.
 
 
@@ -105,21 +221,58 @@ def head(part: Part, index: int, features: Array, init_log_std: float = 0.0) -> 
     return fnrl.BetaPolicyHead(part.size, w_init, name)(features)
 
 
-def actor_critic(spaces: Spaces, hidden_sizes: tuple[int, ...], activation: str,
-                 init_log_std: float = 0.0) -> hk.Transformed:
-    """features → (per-part distribution params, V): separate actor and critic MLP torsos with
-    orthogonal init (scale √2 hidden, 1 value), as OpenAI baselines' `ppo2`. The critic's
-    modules are named "critic/..." and "value/..."."""
+def _memory_cell(memory: str, size: int, name: str) -> hk.RNNCore:
+    """AgentNet's LSTM (peepholes, forget bias `_FORGET_BIAS`) or GRU cell (`fnrl.networks`)."""
+    if memory == "gru":
+        return fnrl.GRUCell(size, name=name)
+    zeros = hk.initializers.Constant(0.0)
+    return fnrl.LSTMCell(size, b_init=(zeros, hk.initializers.Constant(_FORGET_BIAS), zeros, zeros), name=name)
 
-    def forward(features: Array) -> tuple[list, Array]:
-        def torso(name: str) -> fnrl.MLP:
-            return fnrl.MLP(hidden_sizes, activation, w_init=hk.initializers.Orthogonal(math.sqrt(2.0)), name=name)
 
-        actor = torso("actor")(features)
-        value = fnrl.ValueHead(hk.initializers.Orthogonal(1.0), name="value")(torso("critic")(features))
+def actor_critic(spaces: Spaces, hidden_sizes: tuple[int, ...], activation: str, init_log_std: float = 0.0,
+                 network: Optional[tuple] = None, memory: str = "none", memory_size: int = 64) -> hk.Transformed:
+    """Separate actor and critic torsos, then the policy heads and the value head (orthogonal
+    init, scale 1), as OpenAI baselines' `ppo2`. Modules are named "actor...", "critic..." and
+    "value/..." (the critic's: "critic..." and "value/...").
+
+    A torso is an MLP of `hidden_sizes` (orthogonal init, scale √2) or, when `network` is given,
+    that TensorForce layers spec (`network_spec`, with TensorForce's initializers), followed by
+    an AgentNet memory cell of `memory_size` units when `memory` is "lstm" or "gru".
+
+    Feed-forward: `apply(params, features [*batch, F]) -> (per-part distribution params, V)`.
+    Recurrent (`is_recurrent_spec`): `apply(params, features [B, F], memory) -> (distribution
+    params, V, memory)`, memory shaped as `initial_memory` with a leading batch axis.
+    """
+
+    def torso(name: str, features: Array, carried: Optional[TorsoMemory]) -> tuple[Array, TorsoMemory]:
+        internals, cell = (), ()
+        if network is None:
+            w_init = hk.initializers.Orthogonal(math.sqrt(2.0))
+            x = fnrl.MLP(hidden_sizes, activation, w_init=w_init, name=name)(features)
+        elif carried is None:
+            x = fnrl.network_from_spec(list(network), name=name)(features)
+        else:
+            x, internals = fnrl.network_from_spec(list(network), name=name)(features, carried.internals,
+                                                                           return_internals=True)
+        if memory != "none":
+            x, cell = _memory_cell(memory, memory_size, f"{name}_memory")(x, carried.cell)
+        return x, TorsoMemory(internals, cell)
+
+    def heads(actor: Array, critic: Array) -> tuple[list, Array]:
+        value = fnrl.ValueHead(hk.initializers.Orthogonal(1.0), name="value")(critic)
         return [head(part, i, actor, init_log_std) for i, part in enumerate(spaces.parts)], value
 
-    return hk.without_apply_rng(hk.transform(forward))
+    def feed_forward(features: Array) -> tuple[list, Array]:
+        actor, _ = torso("actor", features, None)
+        critic, _ = torso("critic", features, None)
+        return heads(actor, critic)
+
+    def recurrent(features: Array, carried: dict) -> tuple[list, Array, dict]:
+        actor, actor_memory = torso("actor", features, carried["actor"])
+        critic, critic_memory = torso("critic", features, carried["critic"])
+        return (*heads(actor, critic), {"actor": actor_memory, "critic": critic_memory})
+
+    return hk.without_apply_rng(hk.transform(recurrent if is_recurrent_spec(network, memory) else feed_forward))
 
 
 def features(spaces: Spaces, observation: PyTree) -> Array:
@@ -213,15 +366,58 @@ def clipping_env(spaces: Spaces, env: Env) -> Env:
 
 
 def forward(agent: Any, params: PyTree, obs_stats: PyTree, observation: PyTree) -> tuple[list, Array]:
-    """(per-part distribution params, V) for `observation` (any batch shape)."""
+    """(per-part distribution params, V) of a feed-forward policy for `observation` (any batch
+    shape); a recurrent one needs its memory (`forward_with_memory`, `replay`)."""
+    if is_recurrent(agent):
+        raise ValueError("forward: the policy is recurrent; use forward_with_memory or replay with its memory")
     return agent.network.apply(params, normalize(obs_stats, features(agent.spaces, observation)))
+
+
+def forward_with_memory(agent: Any, params: PyTree, obs_stats: PyTree, observation: PyTree,
+                        memory: PyTree) -> tuple[list, Array, PyTree]:
+    """One tick: (distribution params, V, memory after the tick) for `observation` `[B, ...]`
+    and the memory before it (a feed-forward policy passes `memory` through)."""
+    if not is_recurrent(agent):
+        return (*forward(agent, params, obs_stats, observation), memory)
+    return agent.network.apply(params, normalize(obs_stats, features(agent.spaces, observation)), memory)
+
+
+def replay(agent: Any, params: PyTree, obs_stats: PyTree, observation: PyTree, action: PyTree, first: Array,
+           memory: PyTree) -> tuple[list, Array]:
+    """(distribution params, V) `[T, B, ...]` of a recurrent policy over stored sequences: each
+    env's ticks replayed with its recorded actions from `memory` `[B, ...]` (the memory before
+    tick 0), resetting at `first` `[T, B]` as the rollout did (`fnrl.rollout.replay`)."""
+
+    def tick(key: PRNGKey, obs: PyTree, carried: PyTree, act: PyTree) -> PolicyOutput:
+        dist_params, value, carried = forward_with_memory(agent, params, obs_stats, obs, carried)
+        return PolicyOutput(act, carried, (dist_params, value))
+
+    # Every action is teacher-forced, so the ticks draw nothing from the key.
+    (dist_params, value), _ = replay_session(tick, jax.random.PRNGKey(0), observation, action, first, memory,
+                                             agent.initial_memory)
+    return dist_params, value
+
+
+def evaluate(agent: Any, params: PyTree, obs_stats: PyTree, observation: PyTree, action: PyTree,
+             first: Array = (), memory: PyTree = ()) -> tuple[list, Array]:
+    """The learner's (distribution params, V) of recorded data: `forward` for a feed-forward
+    policy (any batch shape), `replay` of `[T, B]` sequences for a recurrent one."""
+    if is_recurrent(agent):
+        return replay(agent, params, obs_stats, observation, action, first, memory)
+    return forward(agent, params, obs_stats, observation)
+
+
+def bootstrap_value(agent: Any, params: PyTree, obs_stats: PyTree, rollout: RolloutCarry) -> Array:
+    """V(o_T) `[B]` after a rollout, with the memory the policy would act with at tick T."""
+    memory = fnrl.rollout.reset_memory(rollout.memory, agent.initial_memory, rollout.first)
+    return forward_with_memory(agent, params, obs_stats, rollout.timestep.observation, memory)[1]
 
 
 def behaviour(agent: Any, params: PyTree, obs_stats: PyTree, key: PRNGKey, observation: PyTree,
               memory: PyTree, action: PyTree = None) -> PolicyOutput:
     """`fnrl.rollout` policy step: samples (unless `action` is given) and records the behaviour
-    "log_prob" and "value" as extras."""
-    dist_params, value = forward(agent, params, obs_stats, observation)
+    "log_prob" and "value" as extras; carries the memory of a recurrent policy."""
+    dist_params, value, memory = forward_with_memory(agent, params, obs_stats, observation, memory)
     if action is None:
         action = sample(agent.spaces, key, dist_params)
     extras = {"log_prob": log_prob(agent.spaces, dist_params, action), "value": value}
@@ -232,6 +428,18 @@ def act(agent: Any, policy_params: PyTree, key: PRNGKey, observation: PyTree, gr
     """Env-ready actions for `observation` (any batch shape): sampled, or the modes if `greedy`.
 
     `policy_params` is `{"network": params, "obs_stats": statistics or ()}` (a `Trainer.params`).
+    A recurrent policy acts with its memory: `act_with_memory`.
     """
+    if is_recurrent(agent):
+        raise ValueError("act: the policy is recurrent and acts with its memory; use act_with_memory")
     dist_params, _ = forward(agent, policy_params["network"], policy_params["obs_stats"], observation)
     return to_env(agent.spaces, sample(agent.spaces, key, dist_params, greedy))
+
+
+def act_with_memory(agent: Any, policy_params: PyTree, key: PRNGKey, observation: PyTree, memory: PyTree,
+                    greedy: Any) -> tuple[PyTree, PyTree]:
+    """`act` for any policy, carrying `memory` `[B, ...]` (start from `initial_memory` broadcast
+    over the envs and `fnrl.rollout.reset_memory` at episode starts): (env-ready actions, memory after)."""
+    dist_params, _, memory = forward_with_memory(agent, policy_params["network"], policy_params["obs_stats"],
+                                                 observation, memory)
+    return to_env(agent.spaces, sample(agent.spaces, key, dist_params, greedy)), memory

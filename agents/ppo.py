@@ -18,13 +18,20 @@ invalid reset steps are masked out of every loss and statistic.
 
 The policy over the env's action spec (any mix of int, bool, float and bounded parts) is
 `agents.policy`'s; observations of any pytree are flattened into one feature vector.
+
+Recurrent PPO: with a memory cell (`memory`) or `internal_lstm` layers in a TensorForce `network`
+spec the policy carries a per-env memory. The learner then recomputes log-probs and values by
+replaying each env's whole sequence with its recorded actions from the memory at the start of the
+rollout (memory resets at episode starts, as when acting), so minibatches are groups of envs
+(`num_minibatches` must divide `num_envs`) and the gradient flows back through time over the
+rollout; V(o_T) uses the memory after the rollout.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import haiku as hk
 import jax
@@ -59,7 +66,9 @@ class PPOConfig:
     activation: str = "tanh"
     learning_rate: float = 2.5e-4
     anneal_lr: bool = True  # linear decay to 0 over the run, stepped once per update
-    adam_eps: float = 1e-5
+    adam_eps: float = 1e-5  # epsilon of the named optimizer (Adam / RMSprop)
+    optimizer: Any = "adam"  # "rmsprop", "sgd", or a TensorForce optimizer spec (TensorForce's
+    # `step_optimizer`, `fnrl.optimizer_from_spec`: its own learning rate, no annealing or clipping)
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip_eps: float = 0.2
@@ -73,11 +82,15 @@ class PPOConfig:
     normalize_rewards: bool = False
     bounded_actions: str = "beta"  # or "clipped_gaussian"
     init_log_std: float = 0.0  # initial log-std of gaussian policies
+    network: Optional[tuple] = None  # TensorForce layers spec for each torso (replaces hidden_sizes)
+    memory: str = "none"  # "lstm" / "gru": an AgentNet memory cell after each torso (recurrent)
+    memory_size: int = 64  # units of that cell
 
     def __post_init__(self):
         # JSON gives lists; keep the config hashable and comparable.
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        for name in ("num_envs", "num_steps", "total_steps", "update_epochs", "num_minibatches"):
+        object.__setattr__(self, "network", policy.network_spec("PPOConfig", self.network))
+        for name in ("num_envs", "num_steps", "total_steps", "update_epochs", "num_minibatches", "memory_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"PPOConfig: field `{name}` must be an int >= 1, got {value!r}")
@@ -89,7 +102,13 @@ class PPOConfig:
         if self.clip_range not in _CLIP_RANGES:
             raise ValueError(f"PPOConfig: field `clip_range` must be one of {_CLIP_RANGES}, got {self.clip_range!r}")
         common.check_choice("PPOConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
-        if (self.num_envs * self.num_steps) % self.num_minibatches:
+        common.check_choice("PPOConfig", "memory", self.memory, policy.MEMORY_CELLS)
+        common.check_optimizer("PPOConfig", "optimizer", self.optimizer)
+        if policy.is_recurrent_spec(self.network, self.memory):
+            if self.num_envs % self.num_minibatches:  # recurrent minibatches hold whole env sequences
+                raise ValueError(f"PPOConfig: field `num_minibatches` ({self.num_minibatches}) must divide "
+                                 f"num_envs = {self.num_envs} for a recurrent policy (minibatches of envs)")
+        elif (self.num_envs * self.num_steps) % self.num_minibatches:
             raise ValueError(f"PPOConfig: field `num_minibatches` ({self.num_minibatches}) must divide "
                              f"num_envs * num_steps = {self.num_envs * self.num_steps}")
 
@@ -108,7 +127,9 @@ class PPOState(NamedTuple):
 
 class PPOBatch(NamedTuple):
     """Learning data, one entry per (tick, env): what was seen and done, the behaviour policy's
-    log-prob and value, the GAE advantage and value target, and whether the step is valid."""
+    log-prob and value, the GAE advantage and value target, and whether the step is valid.
+    A recurrent policy's batch is time-major `[T, B]` sequences with their episode starts and the
+    memory before tick 0 `[B, ...]`."""
 
     observation: PyTree
     action: PyTree
@@ -117,6 +138,8 @@ class PPOBatch(NamedTuple):
     advantage: Array
     target: Array
     mask: Array
+    first: Array = ()  # [T, B] (recurrent)
+    memory: PyTree = ()  # [B, ...] (recurrent)
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,9 +152,10 @@ class _Agent(NamedTuple):
     config: PPOConfig
     network: hk.Transformed  # features -> (list of per-part distribution params, value)
     spaces: policy.Spaces
-    optimizer: optax.GradientTransformation
+    optimizer: fnrl.Minimizer  # one step per minibatch
     reward_normalizer: preprocessing.Preprocessor
     num_updates: int
+    initial_memory: PyTree  # one env's memory at episode starts; () when feed-forward
 
 
 def policy_step(agent: _Agent, state: PPOState, key: PRNGKey, observation: PyTree, memory: PyTree,
@@ -165,7 +189,8 @@ def ppo_loss(agent: _Agent, params: PyTree, obs_stats: PyTree, batch: PPOBatch) 
     `fnrl.clipped_value_loss` (or the plain `value_loss`), both halved squared errors.
     """
     cfg = agent.config
-    dist_params, value = policy.forward(agent, params, obs_stats, batch.observation)
+    dist_params, value = policy.evaluate(agent, params, obs_stats, batch.observation, batch.action, batch.first,
+                                         batch.memory)
     adv = fnrl.normalize_advantages(batch.advantage, batch.mask) if cfg.normalize_advantages else batch.advantage
     policy_loss, info = fnrl.ppo_clip_loss(policy.log_prob(agent.spaces, dist_params, batch.action), batch.log_prob, adv,
                                            cfg.clip_eps, batch.mask, cfg.clip_range)
@@ -181,17 +206,33 @@ def ppo_loss(agent: _Agent, params: PyTree, obs_stats: PyTree, batch: PPOBatch) 
 
 def _minibatch_step(agent: _Agent, obs_stats: PyTree, carry: tuple, batch: PPOBatch) -> tuple[tuple, dict]:
     params, opt_state = carry
-    grads, metrics = jax.grad(functools.partial(ppo_loss, agent), has_aux=True)(params, obs_stats, batch)
-    updates, opt_state = agent.optimizer.update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), opt_state), metrics
+    params, opt_state, info = agent.optimizer.minimize(lambda p: ppo_loss(agent, p, obs_stats, batch),
+                                                       params, opt_state)
+    return (params, opt_state), info.aux
 
 
-def _epoch(agent: _Agent, obs_stats: PyTree, flat: PPOBatch, carry: tuple, key: PRNGKey) -> tuple[tuple, dict]:
-    """One pass over the batch in `num_minibatches` shuffled minibatches (one Adam step each)."""
+def _sample_minibatches(agent: _Agent, flat: PPOBatch, key: PRNGKey) -> PPOBatch:
+    """The (tick, env) samples `[N]` shuffled into `num_minibatches` groups `[n, N/n, ...]`."""
     n = agent.config.num_minibatches
     order = jax.random.permutation(key, agent.config.num_envs * agent.config.num_steps)
-    minibatches = jax.tree.map(lambda x: x[order].reshape((n, -1) + x.shape[1:]), flat)
-    return lax.scan(functools.partial(_minibatch_step, agent, obs_stats), carry, minibatches)
+    return jax.tree.map(lambda x: x[order].reshape((n, -1) + x.shape[1:]), flat)
+
+
+def _sequence_minibatches(agent: _Agent, batch: PPOBatch, key: PRNGKey) -> PPOBatch:
+    """Whole env sequences shuffled into `num_minibatches` groups of envs: time-major fields
+    `[n, T, B/n, ...]`, the start memory `[n, B/n, ...]`."""
+    n = agent.config.num_minibatches
+    order = jax.random.permutation(key, agent.config.num_envs)
+    split = lambda x: jnp.moveaxis(x[:, order].reshape((x.shape[0], n, -1) + x.shape[2:]), 1, 0)  # noqa: E731
+    memory = jax.tree.map(lambda x: x[order].reshape((n, -1) + x.shape[1:]), batch.memory)
+    return jax.tree.map(split, batch._replace(memory=()))._replace(memory=memory)
+
+
+def _epoch(agent: _Agent, obs_stats: PyTree, data: PPOBatch, carry: tuple, key: PRNGKey) -> tuple[tuple, dict]:
+    """One pass over the batch in `num_minibatches` shuffled minibatches (one Adam step each): of
+    (tick, env) samples, or of whole env sequences for a recurrent policy."""
+    split = _sequence_minibatches if policy.is_recurrent(agent) else _sample_minibatches
+    return lax.scan(functools.partial(_minibatch_step, agent, obs_stats), carry, split(agent, data, key))
 
 
 def _learning_rate(config: PPOConfig, num_updates: int, update_count: Array) -> Array:
@@ -201,19 +242,24 @@ def _learning_rate(config: PPOConfig, num_updates: int, update_count: Array) -> 
     return config.learning_rate * (1.0 - update_count.astype(jnp.float32) / num_updates)
 
 
-def learn(agent: _Agent, state: PPOState, trajectory: Trajectory, bootstrap: Array) -> tuple[PPOState, dict]:
+def learn(agent: _Agent, state: PPOState, trajectory: Trajectory, bootstrap: Array,
+          memory: PyTree = ()) -> tuple[PPOState, dict]:
     """PPO's learning phase on one rollout (rewards as the learner should see them).
 
     `trajectory.extras` holds the behaviour "log_prob" and "value" `[T, B]`; `bootstrap` is
-    V(o_T) `[B]`. Returns the state with new params / optimizer state / key and the mean
-    metrics over all minibatch steps (plus "learning_rate" of this update).
+    V(o_T) `[B]`; `memory` is a recurrent policy's memory before tick 0 `[B, ...]`. Returns the
+    state with new params / optimizer state / key and the mean metrics over all minibatch steps
+    (plus "learning_rate" of this update).
     """
     adv, target = advantages(agent.config, trajectory, bootstrap)
     batch = PPOBatch(trajectory.observation, trajectory.action, trajectory.extras["log_prob"],
                      trajectory.extras["value"], adv, target, trajectory.valid)
-    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+    if policy.is_recurrent(agent):
+        data = batch._replace(first=trajectory.first, memory=memory)
+    else:
+        data = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
     key, epochs_key = jax.random.split(state.key)
-    epoch = functools.partial(_epoch, agent, state.obs_stats, flat)
+    epoch = functools.partial(_epoch, agent, state.obs_stats, data)
     (params, opt_state), metrics = lax.scan(epoch, (state.params, state.opt_state),
                                             jax.random.split(epochs_key, agent.config.update_epochs))
     metrics = jax.tree.map(jnp.mean, metrics)
@@ -252,7 +298,9 @@ def start(agent: _Agent, key: PRNGKey, rollout: RolloutCarry) -> PPOState:
     """A fresh state around the envs' first timestep: networks, optimizer and normalizers."""
     net_key, key = jax.random.split(key)
     features = policy.features(agent.spaces, rollout.timestep.observation)
-    params = agent.network.init(net_key, features)
+    # `rollout_init` carries one env's initial memory; acting needs it per env (`[B, ...]`).
+    rollout = rollout._replace(memory=policy.batched_memory(agent, rollout.memory, rollout.timestep.reward.shape))
+    params = policy.init_network(agent, net_key, features, rollout.memory)
     obs_stats = ()
     if agent.config.normalize_observations:
         prior = fnrl.running_stats_init(features.shape[-1:])
@@ -265,36 +313,40 @@ def start(agent: _Agent, key: PRNGKey, rollout: RolloutCarry) -> PPOState:
 
 def learn_rollout(agent: _Agent, state: PPOState, rollout: RolloutCarry,
                   trajectory: Trajectory) -> tuple[PPOState, dict]:
-    """The update after a rollout: bootstrap from V(o_T), normalize rewards, `learn`, then update
-    the observation statistics and the counters; metrics per the `Trainer` contract."""
+    """The update after a rollout: bootstrap from V(o_T), normalize rewards, `learn` (from the
+    memory before the rollout, `state.rollout.memory`), then update the observation statistics
+    and the counters; metrics per the `Trainer` contract."""
     cfg = agent.config
-    _, bootstrap = policy.forward(agent, state.params, state.obs_stats, rollout.timestep.observation)
+    bootstrap = policy.bootstrap_value(agent, state.params, state.obs_stats, rollout)
+    memory = state.rollout.memory
     learn_trajectory, reward_norm = trajectory, state.reward_norm
     if cfg.normalize_rewards:
         reward_norm, learn_trajectory = _normalize_rewards(agent, reward_norm, trajectory)
     state = state._replace(rollout=rollout, reward_norm=reward_norm)
-    state, metrics = learn(agent, state, learn_trajectory, bootstrap)
+    state, metrics = learn(agent, state, learn_trajectory, bootstrap, memory)
     state = state._replace(obs_stats=_update_obs_stats(agent, state.obs_stats, trajectory))
     return common.count_update(state, metrics, trajectory, cfg.num_envs * cfg.num_steps)
 
 
-def _optimizer(config: PPOConfig, num_updates: int) -> optax.GradientTransformation:
+def _optimizer(config: PPOConfig, num_updates: int) -> fnrl.Minimizer:
+    """The named optimizer (learning rate annealed per update, gradient clipped when
+    `max_grad_norm` > 0) or the config's optimizer spec."""
     steps_per_update = config.update_epochs * config.num_minibatches
     learning_rate = config.learning_rate
     if config.anneal_lr:
         learning_rate = lambda count: _learning_rate(config, num_updates, count // steps_per_update)
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                       optax.adam(learning_rate, eps=config.adam_eps))
+    return common.minimizer(config.optimizer, learning_rate, config.max_grad_norm, eps=config.adam_eps)
 
 
 def make_agent(config: PPOConfig, env: Env) -> _Agent:
     """The static parts of the recipe for `env`'s specs (networks, distributions, optimizer)."""
     common.check_env("ppo.make_trainer", config, env)
     spaces = policy.spaces("ppo.make_trainer", env.spec(), config.bounded_actions)
-    network = policy.actor_critic(spaces, config.hidden_sizes, config.activation, config.init_log_std)
+    network = policy.actor_critic(spaces, config.hidden_sizes, config.activation, config.init_log_std,
+                                  config.network, config.memory, config.memory_size)
     num_updates = config.total_steps // (config.num_envs * config.num_steps)
     return _Agent(config, network, spaces, _optimizer(config, num_updates), preprocessing.reward_normalize(config.gamma),
-                  num_updates)
+                  num_updates, policy.initial_memory(config.network, config.memory, config.memory_size))
 
 
 def make_trainer(config: PPOConfig, env: Env) -> common.Trainer:
@@ -307,10 +359,12 @@ def make_trainer(config: PPOConfig, env: Env) -> common.Trainer:
         learn=functools.partial(learn_rollout, agent),
         to_env=functools.partial(policy.to_env, agent.spaces),
         num_steps=config.num_steps,
+        initial_memory=agent.initial_memory,
     )
     return common.on_policy_trainer(
         recipe, env, agent.num_updates, config.num_envs * config.num_steps,
         act=functools.partial(policy.act, agent),
+        act_with_memory=functools.partial(policy.act_with_memory, agent),
         params=lambda state: {"network": state.params, "obs_stats": state.obs_stats})
 
 

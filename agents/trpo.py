@@ -19,17 +19,18 @@ With `likelihood_ratio_clipping` ε > 0 the surrogate is PPO's clipped one (Tens
 `use_baseline=False` (TensorForce's default `baseline_mode=None`) no critic is trained and Â is
 GAE with V ≡ 0: the discounted returns when `gae_lambda` = 1.
 
-The network is `agents.policy.actor_critic` (separate tanh MLPs for actor and critic, whose
-parameters are split here so the natural gradient acts on the actor only) and the advantages are
-PPO's (`agents.ppo.advantages`). Defaults follow the paper / modular_rl
-(`max_kl` 0.01, `cg_damping` 0.1, `gae_lambda` 0.97, line-search acceptance ratio 0.1).
+The network is `agents.policy.actor_critic` (separate tanh MLPs for actor and critic, or torsos
+from a feed-forward TensorForce layers spec `network`; their parameters are split here so the
+natural gradient acts on the actor only) and the advantages are PPO's (`agents.ppo.advantages`).
+Defaults follow the paper / modular_rl (`max_kl` 0.01, `cg_damping` 0.1, `gae_lambda` 0.97,
+line-search acceptance ratio 0.1).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import haiku as hk
 import jax
@@ -75,9 +76,14 @@ class TRPOConfig:
     value_minibatches: int = 8
     bounded_actions: str = "beta"  # or "clipped_gaussian" (see agents.ppo)
     init_log_std: float = 0.0  # initial log-std of gaussian policies
+    network: Optional[tuple] = None  # TensorForce layers spec for each torso (replaces hidden_sizes)
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        object.__setattr__(self, "network", policy.network_spec("TRPOConfig", self.network))
+        if policy.is_recurrent_spec(self.network, "none"):
+            raise ValueError("TRPOConfig: field `network` must not hold `internal_lstm` layers (TRPO here is "
+                             "feed-forward; recurrent policies train with ppo or a2c)")
         for name in ("num_envs", "num_steps", "total_steps", "cg_max_iterations", "ls_max_iterations",
                      "value_epochs", "value_minibatches"):
             value = getattr(self, name)
@@ -298,7 +304,8 @@ def make_agent(config: TRPOConfig, env: Env) -> _Agent:
     """The static parts of the recipe for `env`'s specs (network, distributions, optimizer)."""
     common.check_env("trpo.make_trainer", config, env)
     spaces = policy.spaces("trpo.make_trainer", env.spec(), config.bounded_actions)
-    network = policy.actor_critic(spaces, config.hidden_sizes, config.activation, config.init_log_std)
+    network = policy.actor_critic(spaces, config.hidden_sizes, config.activation, config.init_log_std,
+                                  config.network)
     num_updates = config.total_steps // (config.num_envs * config.num_steps)
     return _Agent(config, network, spaces, optax.adam(config.value_learning_rate), num_updates)
 

@@ -77,7 +77,7 @@ def rollout_init(env: Env, key: PRNGKey, initial_memory: PyTree = ()) -> Rollout
     return RolloutCarry(env_state, timestep, initial_memory, first, key)
 
 
-def _reset_memory(memory: PyTree, initial_memory: PyTree, first: Array) -> PyTree:
+def reset_memory(memory: PyTree, initial_memory: PyTree, first: Array) -> PyTree:
     """memory where not `first`, else the initial memory (broadcast over the batch)."""
 
     def pick(current, initial):
@@ -90,7 +90,7 @@ def _reset_memory(memory: PyTree, initial_memory: PyTree, first: Array) -> PyTre
 def _tick(policy_step: PolicyStep, initial_memory: PyTree, key, observation, memory, first, action=None):
     """One policy tick: reset memory on first ticks, then act (or teacher-force `action`)."""
     key, step_key = jax.random.split(key)
-    memory = _reset_memory(memory, initial_memory, first)
+    memory = reset_memory(memory, initial_memory, first)
     return key, policy_step(step_key, observation, memory, action)
 
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+from fnrl.envs.wrappers import episode_stats
+from fnrl.rollout import PolicyOutput, rollout_init, unroll
+from fnrl.types import Env
 
 # Parametrize a test over running the function under `jax.jit` and eagerly.
 jit_variants = pytest.mark.parametrize("use_jit", [False, True], ids=["nojit", "jit"])
@@ -51,3 +56,26 @@ def episode_flags(draw, shape, p_term=0.15, p_trunc=0.1, p_invalid=0.1):
     truncated = (u[1] < p_trunc) & ~terminated
     valid = u[2] >= p_invalid
     return terminated, truncated, valid
+
+
+# --------------------------------------------------------------------------------------------
+# TensorForce's MinimalTest pass rule (R1), judged on a trained policy.
+
+
+def episode_ratios(act, params, env: Env, key, ticks: int = 200):
+    """Plays `act` stochastically (TensorForce's `deterministic=False`) in `env` for `ticks` ticks;
+    returns `finished [T, B]` and the return / length of the episode finishing there."""
+
+    def policy(k, observation, memory, action=None):
+        return PolicyOutput(act(params, k, observation, False), memory)
+
+    _, traj = unroll(policy, env, rollout_init(env, key), ticks, env_info=episode_stats)
+    finished = (traj.terminated | traj.truncated) & traj.valid
+    return finished, traj.env_info.last_return / jnp.maximum(traj.env_info.last_length, 1)
+
+
+def tensorforce_passes(finished: np.ndarray, ratios: np.ndarray, threshold: float = 0.8) -> bool:
+    """R1's criterion: at least 100 finished episodes, and each of the last 100 (in time order)
+    earned return / length >= `threshold`."""
+    done = np.asarray(ratios)[np.asarray(finished)]
+    return done.size >= 100 and bool(np.all(done[-100:] >= threshold))

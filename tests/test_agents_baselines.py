@@ -11,7 +11,7 @@ import pytest
 import fnrl.envs
 from agents import baselines
 from fnrl.types import Env, EnvSpec, Spec
-from tests.test_agents_vpg import episode_ratios, tensorforce_passes
+from tests.helpers import episode_ratios, tensorforce_passes
 
 
 def _train(config, env: Env, seeds: int):

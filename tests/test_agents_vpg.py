@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 import fnrl.envs
 from agents import vpg
 from fnrl.envs import toy, wrappers
-from fnrl.envs.wrappers import episode_stats
-from fnrl.rollout import PolicyOutput, Trajectory, rollout_init, unroll
+from fnrl.rollout import Trajectory
 from fnrl.types import Env, EnvSpec, Spec
 from tests.helpers import episode_flags, floats, jit_variants, variant
 
@@ -28,25 +27,6 @@ def recent_return(metrics: dict, fraction: float = 0.2) -> np.ndarray:
     sums, counts = np.asarray(metrics["episode_return_sum"]), np.asarray(metrics["episode_count"])
     tail = max(1, int(sums.shape[-1] * fraction))
     return sums[..., -tail:].sum(-1) / np.maximum(counts[..., -tail:].sum(-1), 1)
-
-
-def episode_ratios(act, params, env: Env, key, ticks: int = 200):
-    """Plays `act` stochastically (TensorForce's `deterministic=False`) in `env` for `ticks` ticks;
-    returns `finished [T, B]` and the return / length of the episode finishing there."""
-
-    def policy(k, observation, memory, action=None):
-        return PolicyOutput(act(params, k, observation, False), memory)
-
-    _, traj = unroll(policy, env, rollout_init(env, key), ticks, env_info=episode_stats)
-    finished = (traj.terminated | traj.truncated) & traj.valid
-    return finished, traj.env_info.last_return / jnp.maximum(traj.env_info.last_length, 1)
-
-
-def tensorforce_passes(finished: np.ndarray, ratios: np.ndarray, threshold: float = 0.8) -> bool:
-    """R1's criterion: at least 100 finished episodes, and each of the last 100 (in time order)
-    earned return / length >= `threshold`."""
-    done = np.asarray(ratios)[np.asarray(finished)]
-    return done.size >= 100 and bool(np.all(done[-100:] >= threshold))
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,26 +102,6 @@ def test_learns_cartpole():
     assert np.all(recent >= 100.0), recent
     for name in ("loss", "policy_loss", "value_loss", "entropy"):
         assert np.all(np.isfinite(metrics[name])), name
-
-
-@pytest.mark.parametrize("kind, learning_rate", [
-    ("int", 1e-3),  # R13's config with TensorForce's default optimizer (adam 1e-3)
-    ({"bool": (), "float": ()}, 1e-2),  # bernoulli + gaussian parts; R13's multi_config optimizer
-], ids=["int", "bool_float"])
-def test_minimal_test_tensorforce_pass_rule(kind, learning_rate):
-    """R13 / R1: of 3 attempts at least 2 pass (each of the last 100 episodes of the stochastic
-    policy earns return / length >= 0.8)."""
-    config = vpg.VPGConfig(learning_rate=learning_rate, total_steps=8000, **TF_TEST)
-    trainer = vpg.make_trainer(config, fnrl.envs.make("MinimalTest-v0", num_envs=1, specification=kind))
-    eval_env = fnrl.envs.make("MinimalTest-v0", num_envs=4, specification=kind)
-
-    def attempt(key):
-        state, _ = jax.lax.scan(lambda s, _: trainer.update(s), trainer.init(key), None, length=trainer.num_updates)
-        return episode_ratios(trainer.act, trainer.params(state), eval_env, key)
-
-    finished, ratios = jax.jit(jax.vmap(attempt))(jax.random.split(jax.random.PRNGKey(0), 3))
-    passed = [tensorforce_passes(f, r) for f, r in zip(finished, ratios)]
-    assert sum(passed) >= 2, passed
 
 
 BASELINE_CASES = {

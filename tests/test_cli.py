@@ -119,3 +119,28 @@ def test_null_switches_an_optional_field_off(tmp_path):
 
     config = cli.build_config(VPGConfig, {"baseline_mode": "null"})
     assert config.baseline_mode is None
+
+
+def test_config_takes_a_tensorforce_agent_spec(tmp_path):
+    spec = {"type": "vpg_agent", "batch_size": 16, "discount": 0.9,
+            "optimizer": {"type": "clipped_step", "optimizer": {"type": "adam", "learning_rate": 0.01},
+                          "clipping_value": 0.1},
+            "network": [{"type": "dense", "size": 16, "activation": "relu"}]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    out = tmp_path / "run"
+    assert cli.main(["train", "--config", str(tmp_path / "spec.json"), "--env", "MinimalTest-v0",
+                     "--steps", "160", "--out", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["agent"] == "vpg"
+    config = run["config"]
+    assert (config["num_envs"], config["num_steps"], config["gamma"]) == (1, 16, 0.9)
+    assert (config["hidden_sizes"], config["activation"]) == ([16], "relu")
+    assert config["optimizer"] == spec["optimizer"]
+    assert cli.main(["train", "--resume", str(out)]) == 0  # the spec survives run.json
+    bad = dict(spec, optimizer={"type": "adamm"})
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(SystemExit, match="adamm"):
+        cli.main(["train", "--config", str(tmp_path / "bad.json"), "--env", "MinimalTest-v0", "--out",
+                  str(tmp_path / "bad")])
+    with pytest.raises(SystemExit, match="vpg spec"):
+        cli.main(["train", "ppo", "--config", str(tmp_path / "spec.json"), "--env", "MinimalTest-v0"])

@@ -1,0 +1,371 @@
+"""Tests of agents/tensorforce.py: the TensorForce-style `Agent` / `Runner` facade drives the
+recipes' pure functions exactly as the host loop does (bit for bit against `trainer.update`),
+checkpoints round-trip mid-batch, TensorForce specs and agent specs translate, and the runner's
+callbacks, limits, time limits and action repeats behave as TensorForce's (L1, L2, M10–M13)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fnrl
+import fnrl.envs
+from agents import ppo
+from agents.tensorforce import Agent, Runner, make_config, spec_env, specs, tensorforce_config
+from fnrl.checkpoint import CheckpointError
+from fnrl.envs import toy, wrappers
+from fnrl.types import Spec
+
+# TensorForce's PPO test config (R11) on MinimalTest-int: the agents built from it here and in
+# tests/test_tensorforce_matrix.py share their compilations (`Agent` caches them).
+_, PPO = tensorforce_config({"type": "ppo_agent", "batch_size": 8,
+                             "network": [dict(type="dense", size=32), dict(type="dense", size=32)]})
+INT_STATES, INT_ACTIONS = dict(type="float", shape=(2,)), dict(type="int", num_actions=2)
+MULTI = {"bool": (), "int": (2,), "float": (1, 1), "bounded": (1,)}
+
+
+def _tree_equal(a, b) -> bool:
+    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a, b)))
+
+
+def _minimal_env(max_steps=None):
+    """MinimalTest-int as `fnrl.envs.make` builds it, optionally time-limited inside auto_reset."""
+    env = toy.minimal_test("int")
+    if max_steps is not None:
+        env = wrappers.time_limit(env, max_steps)
+    return wrappers.vectorize(wrappers.episode_statistics(wrappers.auto_reset(env)), 1)
+
+
+# ------------------------------------------------------------------ the facade equals the host loop
+
+
+def test_runner_on_a_jax_env_reproduces_trainer_updates():
+    """Agent(seed) + Runner on the same pure-JAX env == `trainer.init(PRNGKey(seed))` and jitted
+    `trainer.update`s, bit for bit: every learner field (params, optimizer, keys, the rollout
+    carry: o_T, flags, `first`) after 4 batches whose episodes end by termination and by the
+    env's time limit (truncations bootstrap from the final observation)."""
+    env = _minimal_env(max_steps=3)
+    trainer = ppo.make_trainer(make_config("ppo", PPO), env)
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(7))
+    update = jax.jit(trainer.update)
+    for _ in range(4):
+        state, metrics = update(state)
+    agent = Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO, seed=7)
+    runner = Runner(agent, env)
+    while agent.updates < 4:  # a batch also holds the reset ticks, which the runner does not count
+        runner.run(timesteps=1)
+    assert _tree_equal(agent.learner_state._replace(rollout=()), state._replace(rollout=()))
+    assert _tree_equal(agent.learner_state.rollout._replace(env_state=()), state.rollout._replace(env_state=()))
+    assert agent.last_metrics.keys() == metrics.keys()
+    np.testing.assert_array_equal([agent.last_metrics[k] for k in metrics], [float(metrics[k]) for k in metrics])
+    assert min(runner.episode_timesteps) < 3 and max(runner.episode_timesteps) == 3
+
+
+def test_batch_counts_reset_ticks_and_marks_episode_starts():
+    """Scripted ticks: terminal after the 2nd, truncated (TensorForce 0.5's terminal=2) after the
+    4th; the batch holds the reset ticks (valid=False, reward 0) and `first` on each start."""
+    agent = Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO)
+    ends = [False, True, False, 2]
+    for t, terminal in enumerate(ends):
+        agent.act([1.0, float(t)])
+        agent.observe(terminal, 0.5)
+    agent.act([0.0, 0.0])  # records the reset tick, then acts (pending until observed)
+    batch = agent.batch
+    np.testing.assert_array_equal(batch.valid[:, 0], [1, 1, 0, 1, 1, 0])
+    np.testing.assert_array_equal(batch.first[:, 0], [1, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(batch.terminated[:, 0], [0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(batch.truncated[:, 0], [0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(batch.reward[:, 0], [0.5, 0.5, 0, 0.5, 0.5, 0])
+    # Without `next_states` a reset tick acts on the next episode's first state.
+    np.testing.assert_array_equal(batch.observation[:, 0, 1], [0, 1, 2, 2, 3, 0])
+    assert (agent.episode, agent.timestep, agent.updates) == (2, 4, 0)
+    np.testing.assert_array_equal(batch.env_info.last_return[:, 0], [0, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(batch.env_info.last_length[:, 0], [0, 2, 2, 2, 2, 2])
+    agent.observe(False, 1.0)
+    assert agent.batch.first[6, 0] and agent.batch.valid[6, 0]
+
+
+def test_observe_with_next_states_learns_at_once_and_feeds_the_reset_tick():
+    agent = Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO)
+    for t in range(7):
+        agent.act([1.0, 0.0])
+        agent.observe(False, 1.0)
+    agent.act([1.0, 0.0])
+    agent.observe(True, 1.0, next_states=[0.25, 0.75])
+    assert agent.updates == 1 and agent.batch.valid.shape == (0, 1)
+    agent.act([0.5, 0.5])
+    agent.observe(False, 1.0)
+    np.testing.assert_array_equal(agent.batch.observation[:, 0], [[0.25, 0.75], [0.5, 0.5]])
+    np.testing.assert_array_equal(agent.batch.valid[:, 0], [False, True])
+
+
+def test_deterministic_act_is_the_recipes_greedy_action():
+    agent = Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO, seed=3)
+    trainer = ppo.make_trainer(agent.config, spec_env(agent.spec))
+    states = np.random.default_rng(0).uniform(size=(20, 2)).astype(np.float32)
+    act = jax.jit(trainer.act, static_argnums=3)
+    acted, greedy = [], []
+    for i, s in enumerate(states):  # 20 ticks: the agent learns twice on the way
+        params = trainer.params(agent.learner_state)
+        greedy.append(act(params, jax.random.PRNGKey(i), s[None], True)[0])  # the mode: any key
+        acted.append(agent.act(s, deterministic=True))
+        agent.observe(False, float(i % 2))
+    assert agent.updates == 2
+    np.testing.assert_array_equal(acted, greedy)
+    assert acted[0].shape == () and acted[0].dtype == np.int32
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def _drive(agent, ticks, start, actions, finish_pending=False):
+    """A scripted env: state (t mod 3, t / 50), reward t mod 2, terminal every 5th tick."""
+    if finish_pending:
+        agent.observe((start - 1) % 5 == 4, float((start - 1) % 2))
+    for t in range(start, start + ticks):
+        actions.append(agent.act([t % 3, t / 50]))
+        agent.observe(t % 5 == 4, float(t % 2))
+
+
+def test_save_restore_mid_batch_continues_identically(tmp_path):
+    """Saved mid-episode, mid-batch and between an `act` and its `observe`; a fresh agent of
+    another seed restores it and plays on exactly as the original (actions, learner, counters)."""
+    agent = Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO, seed=1)
+    _drive(agent, 13, 0, [])
+    agent.act([13 % 3, 13 / 50])
+    path = agent.save(str(tmp_path))
+    assert path.endswith("ckpt-13.npz")
+    original, restored = [], []
+    _drive(agent, 30, 14, original, finish_pending=True)
+    other = Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO, seed=2)
+    other.restore(str(tmp_path))
+    _drive(other, 30, 14, restored, finish_pending=True)
+    np.testing.assert_array_equal(original, restored)
+    assert _tree_equal(agent.learner_state, other.learner_state)
+    counters = (agent.episode, agent.timestep, agent.updates)
+    assert counters == (other.episode, other.timestep, other.updates) == (8, 44, 6)
+    assert _tree_equal(agent.batch, other.batch)
+
+
+def test_restore_into_another_agent_names_the_mismatch(tmp_path):
+    Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO).save(str(tmp_path))
+    other = Agent("random", INT_STATES, INT_ACTIONS)
+    with pytest.raises(CheckpointError, match=r"does not match `like` at \[.batch.\]"):
+        other.restore(str(tmp_path))
+
+
+# ------------------------------------------------------------------ specs and configs
+
+
+def test_tensorforce_specs_convert_to_fnrl_specs():
+    assert specs("s", dict(type="float", shape=2)) == Spec((2,), jnp.float32)
+    assert specs("s", dict(shape=(3, 4))) == Spec((3, 4), jnp.float32)
+    assert specs("a", dict(type="int", num_actions=5)) == Spec((), jnp.int32, num_values=5)
+    assert specs("a", dict(type="bool", shape=(2,))) == Spec((2,), jnp.bool_)
+    assert specs("a", dict(type="float", min_value=-0.5, max_value=1.5)) == Spec((), jnp.float32, minimum=-0.5,
+                                                                                 maximum=1.5)
+    nested = specs("a", {"move": dict(type="int", num_actions=3), "aim": {"x": dict(type="float")},
+                         "fire": Spec((), jnp.bool_)})
+    assert nested == {"move": Spec((), jnp.int32, num_values=3), "aim": {"x": Spec((), jnp.float32)},
+                      "fire": Spec((), jnp.bool_)}
+
+
+@pytest.mark.parametrize("spec, match", [
+    (dict(type="double"), "type in"),
+    (dict(type="float", shape=(2,), size=3), "keys"),
+    (dict(type="float", min_value=0.0), "both"),
+    (dict(type="float", min_value=1.0, max_value=0.0), "min_value"),
+    (dict(type="int", num_actions=0), "num_actions"),
+    (dict(type="bool", num_actions=2), "takes no"),
+    (dict(type="float", shape=(0,)), "shape"),
+    ({}, "expected"),
+])
+def test_bad_tensorforce_specs_are_rejected(spec, match):
+    with pytest.raises(ValueError, match=match):
+        Agent("random", spec, INT_ACTIONS)
+
+
+def test_tensorforce_config_maps_keys_and_tensorforce_defaults():
+    agent, config = tensorforce_config({
+        "type": "ppo_agent", "batch_size": 8, "discount": 0.9, "likelihood_ratio_clipping": 0.2,
+        "network_spec": [dict(type="dense", size=32), dict(type="dense", size=32, activation="tanh")],
+        "scope": "ppo", "device": None})
+    assert agent == "ppo"
+    assert config == {"num_envs": 1, "num_steps": 8, "gamma": 0.9, "ent_coef": 0.01, "normalize_advantages": False,
+                      "hidden_sizes": (32, 32), "activation": "tanh", "update_epochs": 10, "num_minibatches": 1,
+                      "anneal_lr": False, "clip_eps": 0.2, "clip_value_loss": False, "gae_lambda": 1.0,
+                      "max_grad_norm": 0.0, "adam_eps": 1e-8, "optimizer": "adam", "learning_rate": 1e-4}
+    assert tensorforce_config({"type": "ppo_agent"})[1]["clip_eps"] == np.inf  # TensorForce: no clipping
+    rmsprop = {"type": "rmsprop", "learning_rate": 1e-3, "decay": 0.95}
+    assert tensorforce_config({"type": "ppo_agent", "step_optimizer": rmsprop})[1]["optimizer"] == rmsprop
+    _, trpo = tensorforce_config({"type": "trpo_agent", "learning_rate": 0.005, "baseline_mode": "states",
+                                  "baseline_optimizer": {"type": "multi_step", "num_steps": 5,
+                                                         "optimizer": {"type": "adam", "learning_rate": 0.01}}})
+    assert (trpo["max_kl"], trpo["num_steps"], trpo["cg_max_iterations"], trpo["ls_accept_ratio"]) == \
+        (0.005, 1000, 20, 0.9)
+    assert (trpo["use_baseline"], trpo["value_learning_rate"], trpo["value_epochs"]) == (True, 0.01, 5)
+    _, vpg = tensorforce_config({"type": "vpg_agent", "batch_size": 64, "gae_lambda": 0.95,
+                                 "optimizer": {"type": "adam", "learning_rate": 0.01},
+                                 "baseline_mode": "states", "baseline": {"type": "mlp", "sizes": [16]}})
+    assert (vpg["optimizer"], vpg["learning_rate"], vpg["baseline_sizes"], vpg["bootstrap"]) == \
+        ("adam", 0.01, (16,), False)
+    assert tensorforce_config({"type": "constant_agent", "action_values": {"action": 1}}) == \
+        ("constant", {"num_envs": 1, "action_value": 1.0})
+    for spec in ({"type": "ppo_agent", "batch_size": 8}, {"type": "trpo_agent", "batch_size": 16},
+                 {"type": "vpg_agent", "batch_size": 8}, {"type": "random_agent"}):
+        name, values = tensorforce_config(spec)
+        make_config(name, values)  # every translation is a valid recipe config
+
+
+@pytest.mark.parametrize("spec, match", [
+    ({"type": "dqn_agent"}, "must be a dict whose `type`"),
+    ({"type": "ppo_agent", "memory": {}}, r"does not support key\(s\) \['memory'\]; supported: .*batch_size"),
+    ({"type": "ppo_agent", "baseline_mode": "network"}, "baseline_mode"),
+    ({"type": "vpg_agent", "batch_size": 0}, "batch_size"),
+    ({"type": "vpg_agent", "baseline": {"type": "aggregated"}}, "mlp or cnn"),
+    ({"type": "trpo_agent", "baseline_optimizer": {"type": "rmsprop"}}, "adam"),
+    ({"type": "constant_agent", "action_values": {"a": 1.0, "b": 0.0}}, "one value"),
+])
+def test_bad_tensorforce_agent_specs_are_rejected(spec, match):
+    with pytest.raises(ValueError, match=match):
+        tensorforce_config(spec)
+
+
+def test_network_beyond_dense_layers_needs_a_network_field():
+    lstm = [dict(type="dense", size=32), dict(type="internal_lstm", size=32)]
+    with pytest.raises(ValueError, match="network"):
+        tensorforce_config({"type": "vpg_agent", "network": lstm})  # VPG has no `network` field
+    _, config = tensorforce_config({"type": "ppo_agent", "network": lstm})
+    assert config["network"] == lstm
+
+
+# ------------------------------------------------------------------ the runner
+
+
+class CountingEnv:
+    """A TensorForce-style env: state [t, 0], reward = the action, terminal after `length` steps
+    (or `terminal_value`, e.g. 2); counts `execute` calls."""
+
+    states = dict(type="float", shape=(2,))
+
+    def __init__(self, length: int, terminal_value=True):
+        self.length, self.terminal_value, self.t, self.executes = length, terminal_value, 0, 0
+
+    def reset(self):
+        self.t = 0
+        return np.array([0.0, 0.0])
+
+    def execute(self, actions):
+        self.t += 1
+        self.executes += 1
+        return np.array([float(self.t), 0.0]), self.terminal_value if self.t >= self.length else False, float(actions)
+
+
+def _constant():
+    """TensorForce's constant-agent test config (R4): every action 1.0."""
+    return Agent.from_spec({"type": "constant_agent", "action_values": {"action": 1.0}}, CountingEnv.states,
+                           dict(type="float"))
+
+
+def test_runner_episode_callback_stops_and_records():
+    env, seen = CountingEnv(3), []
+
+    def episode_finished(runner):
+        seen.append((runner.episode, runner.timestep, runner.episode_rewards[-1], runner.episode_timesteps[-1]))
+        return runner.episode < 4
+
+    runner = Runner(_constant(), env)
+    runner.run(episodes=10, episode_finished=episode_finished)
+    assert seen == [(1, 3, 3.0, 3), (2, 6, 3.0, 3), (3, 9, 3.0, 3), (4, 12, 3.0, 3)]
+    runner.run(episodes=2)  # counts are per call; totals keep growing
+    assert runner.episode == 6 and runner.episode_timesteps == [3] * 6 and runner.agent.episode == 6
+
+
+def test_runner_timesteps_stop_mid_episode_and_the_next_run_continues_it():
+    env = CountingEnv(5)
+    runner = Runner(_constant(), env)
+    runner.run(timesteps=7)
+    assert (runner.timestep, runner.episode, runner.episode_timestep) == (7, 1, 2)
+    runner.run(timesteps=3)
+    assert (runner.timestep, runner.episode, runner.episode_timesteps) == (10, 2, [5, 5])
+
+
+def test_runner_time_limit_truncates_and_repeat_actions_sum_rewards():
+    env = CountingEnv(100)
+    agent = _constant()
+    runner = Runner(agent, env, repeat_actions=3)
+    runner.run(episodes=2, max_episode_timesteps=4)
+    assert runner.episode_timesteps == [4, 4] and runner.episode_rewards == [12.0, 12.0]
+    assert env.executes == 24
+    batch = agent.batch
+    np.testing.assert_array_equal(batch.truncated[:, 0], [0, 0, 0, 1, 0, 0, 0, 0, 1])
+    assert not batch.terminated.any()
+    # An env's own early end stops the repeats; terminal=2 (TensorForce 0.5) is a truncation.
+    env, agent = CountingEnv(5, terminal_value=2), _constant()
+    Runner(agent, env, repeat_actions=3).run(episodes=1)
+    assert env.executes == 5
+    np.testing.assert_array_equal(agent.batch.truncated[:, 0], [0, 1])
+    np.testing.assert_array_equal(agent.batch.reward[:, 0], [3.0, 2.0])
+
+
+def test_runner_plays_a_multi_part_jax_env_with_the_random_agent():
+    env = fnrl.envs.make("MinimalTest-v0", num_envs=1, specification=MULTI)
+    spec = env.spec()
+    agent = Agent("random", spec.observation, spec.action)
+    pair = [1.0, 0.0]
+    action = agent.act({"bool": pair, "int": pair, "float": pair, "bounded": pair})
+    assert action["bool"].dtype == np.bool_ and action["int"].shape == (2,) and action["float"].shape == (1, 1)
+    assert np.all((action["bounded"] >= -0.5) & (action["bounded"] <= 1.5))
+    agent.observe(False, 0.0)
+    runner = Runner(agent, env)
+    runner.run(episodes=60)
+    returns, lengths = np.asarray(runner.episode_rewards), np.asarray(runner.episode_timesteps)
+    assert runner.episode == 60 and np.all((returns >= 0) & (returns <= lengths))
+    assert agent.updates >= 1 and agent.last_metrics["episode_count"] >= 1
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_agent_and_runner_argument_errors():
+    with pytest.raises(ValueError, match="argument `agent` must be one of"):
+        Agent("dqn", INT_STATES, INT_ACTIONS)
+    with pytest.raises(ValueError, match="'es' recipe cannot act/observe"):
+        Agent("es", INT_STATES, INT_ACTIONS)
+    with pytest.raises(ValueError, match="`num_envs` must be 1"):
+        Agent("ppo", INT_STATES, INT_ACTIONS, config=ppo.PPOConfig())
+    with pytest.raises(ValueError, match=r"unknown config field\(s\) \['batch_size'\]"):
+        Agent("ppo", INT_STATES, INT_ACTIONS, batch_size=8)
+    agent = _constant()
+    with pytest.raises(ValueError, match="nothing to observe"):
+        agent.observe(False, 1.0)
+    with pytest.raises(ValueError, match=r"must have shape \(2,\)"):
+        agent.act([1.0, 2.0, 3.0])
+    agent.act([0.0, 0.0])
+    with pytest.raises(ValueError, match="twice without `observe`"):
+        agent.act([0.0, 0.0])
+    with pytest.raises(ValueError, match="terminal"):
+        agent.observe(3, 1.0)
+    with pytest.raises(ValueError, match="only carries specs"):
+        spec_env(agent.spec).reset(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="num_envs=1"):
+        Runner(agent, fnrl.envs.make("MinimalTest-v0", num_envs=2, specification="float"))
+    with pytest.raises(ValueError, match="reset"):
+        Runner(agent, object())
+    with pytest.raises(ValueError, match="max_episode_timesteps"):
+        Runner(agent, CountingEnv(3)).run(max_episode_timesteps=0)
+
+
+def test_runner_plays_an_envpool_env_and_cuts_episodes_with_a_reset():
+    """A host env (envpool CartPole-v1): the runner's time limit cuts an episode the env did not
+    end, so the next episode starts from `env.reset` (the env's own ends reset envpool-style)."""
+    env = fnrl.envs.make("CartPole-v1", backend="envpool", num_envs=1)
+    agent = Agent("random", env.spec().observation, env.spec().action)
+    runner = Runner(agent, env)
+    runner.run(episodes=6, max_episode_timesteps=15)
+    lengths = np.asarray(runner.episode_timesteps)
+    assert np.all(lengths <= 15) and np.any(lengths == 15) and np.any(lengths < 15), lengths
+    np.testing.assert_array_equal(runner.episode_rewards, lengths)  # CartPole pays 1 per step
+    np.testing.assert_array_equal(agent.batch.truncated.sum() + agent.batch.terminated.sum(), 6)
