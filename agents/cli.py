@@ -193,10 +193,22 @@ def make_run(agent: str, env_id: str, backend: str, seeds: int, config_dict: dic
     return config, trainer, host.host_run(trainer, pool, seeds)
 
 
+def _over_seeds(fn):
+    """`fn` vmapped over the leading seed axis; one seed runs unbatched inside the same leading
+    axis (a smaller program to compile and run than a vmap of size 1)."""
+
+    def call(xs):
+        if jax.tree.leaves(xs)[0].shape[0] != 1:
+            return jax.vmap(fn)(xs)
+        return jax.tree.map(lambda x: x[None], fn(jax.tree.map(lambda x: x[0], xs)))
+
+    return call
+
+
 def _chunk_fn(trainer: Trainer, length: int):
     def chunk(states):
         step = lambda s, _: trainer.update(s)  # noqa: E731
-        return jax.vmap(lambda s: jax.lax.scan(step, s, None, length=length))(states)
+        return _over_seeds(lambda s: jax.lax.scan(step, s, None, length=length))(states)
 
     # No buffer donation: after a Ctrl-C mid-chunk the previous states must still be readable.
     return jax.jit(chunk)
@@ -217,16 +229,23 @@ class _Backend:
 
     def init(self):
         if self.run is None:
-            return jax.jit(jax.vmap(self.trainer.init))(jax.random.split(self.key, self.seeds))
+            keys = jax.random.split(self.key, self.seeds)
+            started = time.perf_counter()
+            # init runs once: compile it quickly rather than into fast code (haiku's orthogonal
+            # initializers otherwise cost as much compile time as the whole training program).
+            init = jax.jit(_over_seeds(self.trainer.init)).lower(keys).compile(
+                {"xla_backend_optimization_level": 0})
+            self.compile_seconds += time.perf_counter() - started
+            return init(keys)
         states, self.env_state = self.run.init(self.key)
         return states
 
     def prepare(self, states, length: int) -> None:
-        """Compiles the chunk of `length` updates ahead (jax); `compile_seconds` is its time."""
+        """Compiles the chunk of `length` updates ahead (jax); `compile_seconds` adds its time."""
         if self.run is None:
             started = time.perf_counter()
             self._chunks[length] = _chunk_fn(self.trainer, length).lower(states).compile()
-            self.compile_seconds = time.perf_counter() - started
+            self.compile_seconds += time.perf_counter() - started
 
     def advance(self, states, first_update: int, length: int):
         if self.run is None:

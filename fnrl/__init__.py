@@ -152,8 +152,10 @@ from fnrl.rollout import (
     RolloutCarry,
     Trajectory,
     collect,
+    collect_async,
     make_act,
     replay,
+    reset_memory,
     rollout_init,
     unroll,
 )

@@ -14,10 +14,15 @@ that samples an action when `action` is None and otherwise uses the given one (t
 caller wants recorded per tick (logits, values, log-probabilities). Bind parameters with
 `functools.partial`. Memory is reset to `initial_memory` on the first tick of every episode: after
 `reset`, and after a `valid=False` timestep (the envpool-style reset step, see `fnrl.types.TimeStep`).
+
+`unroll` runs the ticks inside one `lax.scan` (pure-JAX envs); `collect` is its host-loop twin for
+envs that step in Python (envpool), and `collect_async` a double-buffered host loop that lets half
+of an asynchronous pool step while the policy acts for the other half.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -92,9 +97,6 @@ def _tick(policy_step: PolicyStep, initial_memory: PyTree, key, observation, mem
     key, step_key = jax.random.split(key)
     memory = reset_memory(memory, initial_memory, first)
     return key, policy_step(step_key, observation, memory, action)
-
-
-_jitted_tick = jax.jit(_tick)
 
 
 def unroll(
@@ -178,6 +180,105 @@ def make_act(policy_step: PolicyStep) -> Callable[[PRNGKey, PyTree, PyTree], Pol
     return jax.jit(lambda key, observation, memory: policy_step(key, observation, memory, None))
 
 
+# --------------------------------------------------------------------------------------------
+# Host loops. The env steps in Python and the policy in one jitted call per tick. Only the env's
+# action leaves the device each tick; what the trajectory keeps of the policy (actions, memories,
+# extras) stays there and is stacked in one call after the rollout.
+
+
+def _act(policy_step: PolicyStep, env_action: Callable, initial_memory: PyTree, key, observation, memory, first):
+    """One tick for a host loop: (next key, the env's action, (action, memory after, extras))."""
+    key, out = _tick(policy_step, initial_memory, key, observation, memory, first)
+    return key, env_action(out.action), (out.action, out.memory, out.extras)
+
+
+_jitted_act = jax.jit(_act)
+_UNCHANGED = jax.tree_util.Partial(lambda action: action)
+
+
+def _stack(per_lane: list, xp: Any) -> PyTree:
+    """Per-lane lists of per-tick pytrees -> one pytree of `[T, lanes, ...]` arrays (`xp`: np or jnp).
+    One lane gets its lanes axis as a view: no second copy of (say) a rollout's frames."""
+    lanes = [jax.tree.map(lambda *ticks: xp.stack(ticks), *ticks) for ticks in per_lane]
+    if len(lanes) == 1:
+        return jax.tree.map(lambda x: xp.expand_dims(x, 1), lanes[0])
+    return jax.tree.map(lambda *xs: xp.stack(xs, axis=1), *lanes)
+
+
+_stack_on_device = jax.jit(functools.partial(_stack, xp=jnp))
+
+
+class _Record(NamedTuple):
+    """A host loop's per-lane lists (a lane: the envs one policy call acts for): the timestep
+    and `first` each tick saw (closed by those after the last tick), the tick's device outputs
+    (action, memory after, extras) and `env_info` after each step."""
+
+    timesteps: list
+    firsts: list
+    outputs: list
+    infos: list
+
+
+def _record(lanes: int) -> _Record:
+    return _Record(*([[] for _ in range(lanes)] for _ in _Record._fields))
+
+
+def _to_host(tree: PyTree) -> PyTree:
+    # np.asarray per array: jax.device_get costs ten times more for one small array.
+    return np.asarray(tree) if isinstance(tree, jax.Array) else jax.tree.map(np.asarray, tree)
+
+
+def _lane_act(rec: _Record, lane: int, tick: Callable, key: PRNGKey, memory: PyTree, timestep: TimeStep,
+              first: Array) -> tuple[PRNGKey, PyTree, PyTree]:
+    """Records what `lane` sees and runs its tick: (next key, memory after, env action on the host)."""
+    rec.timesteps[lane].append(timestep)
+    rec.firsts[lane].append(first)
+    key, env_action, outputs = tick(key, timestep.observation, memory, first)
+    rec.outputs[lane].append(outputs)
+    return key, outputs[1], _to_host(env_action)
+
+
+def _close(rec: _Record, lane: int, timestep: TimeStep, first: Array) -> None:
+    """Closes `lane`'s lists with what the last tick left: o_T and its `first`."""
+    rec.timesteps[lane].append(timestep)
+    rec.firsts[lane].append(first)
+
+
+def _trajectory(rec: _Record, lanes: tuple[np.ndarray, ...] | None = None) -> Trajectory:
+    """The `Trajectory` of the recorded ticks. With `lanes` (ascending env ids per lane) rows go
+    back to env order and each `env_info` row (all envs' after each lane's step) is taken from
+    the step of the env's lane."""
+    steps = _stack(rec.timesteps, np)  # [T + 1, lanes, n]
+    action, memory, extras = jax.device_get(_stack_on_device(rec.outputs))
+    env_info = () if not rec.infos[0] else _stack(rec.infos, np)
+    if lanes is not None and rec.infos[0]:
+        env_info = jax.tree.map(lambda x: np.stack([x[:, i, ids] for i, ids in enumerate(lanes)], axis=1), env_info)
+    trajectory = Trajectory(jax.tree.map(lambda x: x[:-1], steps.observation), action, steps.reward[1:],
+                            steps.terminated[1:], steps.truncated[1:], steps.valid[1:],
+                            _stack(rec.firsts, np)[:-1], extras, memory, env_info)
+    order = None if lanes is None else np.argsort(np.concatenate(lanes))
+
+    def env_major(x: np.ndarray) -> np.ndarray:
+        x = x.reshape((x.shape[0], -1) + x.shape[3:])
+        return x if order is None else x[:, order]
+
+    return jax.tree.map(env_major, trajectory)
+
+
+def _host_tick(fn: str, policy_step: PolicyStep, memory: PyTree, length: int, initial_memory: PyTree,
+               env_action: Callable | None) -> Callable:
+    """Checks `length`; returns the jitted tick with the policy step and `env_action` bound as
+    `Partial`s (so the tick's compilation is reused across calls) and the initial memory
+    (default: zeros like one tick's `memory`)."""
+    if not isinstance(length, int) or length < 1:
+        raise ValueError(f"{fn}: argument `length` must be a Python int >= 1, got {length!r}")
+    init_memory = jax.tree.map(jnp.zeros_like, memory) if initial_memory is None else initial_memory
+    as_partial = lambda f: f if isinstance(f, jax.tree_util.Partial) else jax.tree_util.Partial(f)  # noqa: E731
+    policy_step = as_partial(policy_step)
+    env_action = _UNCHANGED if env_action is None else as_partial(env_action)
+    return functools.partial(_jitted_act, policy_step, env_action, init_memory)
+
+
 def collect(
     policy_step: PolicyStep,
     env: Env,
@@ -185,34 +286,114 @@ def collect(
     length: int,
     initial_memory: PyTree = None,
     env_info: Callable[[Any], PyTree] | None = None,
+    env_action: Callable[[PyTree], PyTree] | None = None,
 ) -> tuple[RolloutCarry, Trajectory]:
     """The host-loop twin of `unroll`: the same ticks, for envs that step on the host (envpool).
 
-    The policy tick is jitted; the env steps in Python. Works with pure-JAX envs too (their
-    step is jitted), so the two backends share agent code and give the same trajectory.
-    The trajectory's arrays are stacked on the host as numpy arrays.
+    Each tick is one jitted policy call and one env step. Only the env's action is copied to the
+    host per tick; the policy's actions, memories and extras stay on the device and are stacked
+    in one call after the rollout (`collect_async` also overlaps policy and env time). Works
+    with pure-JAX envs too (their step is jitted), so the two backends share agent code and give
+    the same trajectory. The trajectory's arrays are numpy arrays.
+
+    `env_action` maps the policy's action to what the env receives (e.g. clipping to bounds)
+    inside the jitted tick; the trajectory records the policy's action.
 
     The jitted tick is cached on the policy function: to call `collect` again with new
     parameters without recompiling, pass `jax.tree_util.Partial(step_fn, params)` (the same
-    `step_fn` object each time, the arrays as its bound arguments) rather than a new closure.
+    `step_fn` object each time, the arrays as its bound arguments) rather than a new closure;
+    likewise for `env_action`.
     """
-    if not isinstance(length, int) or length < 1:
-        raise ValueError(f"collect: argument `length` must be a Python int >= 1, got {length!r}")
-    init_memory = jax.tree.map(jnp.zeros_like, carry.memory) if initial_memory is None else initial_memory
-    if not isinstance(policy_step, jax.tree_util.Partial):
-        policy_step = jax.tree_util.Partial(policy_step)
-    env_step = jax.jit(env.step) if env.is_jax else env.step
-    records = []
+    tick = _host_tick("collect", policy_step, carry.memory, length, initial_memory, env_action)
+    step = jax.jit(env.step) if env.is_jax else env.step
+    rec = _record(1)
+    env_state, timestep, memory, first, key = carry
     for _ in range(length):
-        key, out = _jitted_tick(policy_step, init_memory, carry.key, carry.timestep.observation, carry.memory,
-                                carry.first)
-        env_state, timestep = env_step(carry.env_state, jax.device_get(out.action))
-        records.append(Trajectory(
-            observation=carry.timestep.observation, action=out.action, reward=timestep.reward,
-            terminated=timestep.terminated, truncated=timestep.truncated, valid=timestep.valid,
-            first=carry.first, extras=out.extras, memory=out.memory,
-            env_info=() if env_info is None else env_info(env_state),
-        ))
-        carry = RolloutCarry(env_state, timestep, out.memory, ~np.asarray(timestep.valid), key)
-    trajectory = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *records)
-    return carry, trajectory
+        key, memory, action = _lane_act(rec, 0, tick, key, memory, timestep, first)
+        env_state, timestep = step(env_state, action)
+        first = ~np.asarray(timestep.valid)
+        if env_info is not None:
+            rec.infos[0].append(env_info(env_state))
+    _close(rec, 0, timestep, first)
+    return RolloutCarry(env_state, timestep, memory, first, key), _trajectory(rec)
+
+
+def _check_lanes(env: Any, lanes: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Two ascending id arrays of `env.batch_size` envs each, together every env once."""
+    n, m = env.num_envs, env.batch_size
+    if lanes is None:
+        lanes = (np.arange(m), np.arange(m, n))
+    lanes = tuple(np.asarray(ids) for ids in lanes)
+    ok = len(lanes) == 2 and all(ids.ndim == 1 and len(ids) == m and np.issubdtype(ids.dtype, np.integer)
+                                 and bool((np.diff(ids) > 0).all()) for ids in lanes)
+    if not (ok and np.array_equal(np.sort(np.concatenate(lanes)), np.arange(n))):
+        raise ValueError(f"collect_async: argument `lanes` must be two ascending int arrays of env.batch_size = {m} "
+                         f"env ids that hold each of the env.num_envs = {n} envs once (env.batch_size must be "
+                         "env.num_envs / 2)")
+    return lanes
+
+
+def _lane_recv(env: Any, state: Any, ids: np.ndarray, rec: _Record, lane: int, env_info: Callable | None):
+    """Receives `lane`'s envs (the only ones in flight), rows in the lane's order."""
+    state, env_id, timestep = env.recv(state)
+    if not np.array_equal(env_id, ids):
+        order = np.argsort(env_id)
+        if not np.array_equal(env_id[order], ids):
+            raise RuntimeError(f"collect_async: env.recv returned envs {env_id}, expected lane {lane}'s {ids}")
+        timestep = jax.tree.map(lambda x: x[order], timestep)
+    if env_info is not None:
+        rec.infos[lane].append(env_info(state))
+    return state, timestep, ~np.asarray(timestep.valid)
+
+
+def collect_async(
+    policy_step: PolicyStep,
+    env: Any,
+    carry: RolloutCarry,
+    length: int,
+    initial_memory: PyTree = None,
+    env_info: Callable[[Any], PyTree] | None = None,
+    env_action: Callable[[PyTree], PyTree] | None = None,
+    lanes: Any = None,
+) -> tuple[RolloutCarry, Trajectory]:
+    """`collect`, double-buffered: the envs form two lanes, and the policy acts for one lane while
+    the other lane's envs step (Espeholt et al. 2018, IMPALA; Weng et al. 2022, EnvPool), so
+    policy time hides behind env time.
+
+    `env` is an asynchronous host env (`fnrl.envs.envpool_async`) with `batch_size =
+    num_envs / 2`: `send(state, action, env_id)`, `recv(state) -> (state, env_id, timestep)`.
+    Only one lane is in flight at any `recv`, so each returns exactly that lane's envs. Per tick:
+    act for lane 1 while lane 0 steps, receive lane 0, send lane 1, act for lane 0 while lane 1
+    steps, receive lane 1, send lane 0; nothing is in flight between calls.
+
+    Args as for `collect`; the carry's timestep, memory and `first` hold every env in env order,
+    and `env_info(state)` must return rows `[num_envs, ...]`. `lanes`: two ascending int arrays
+    of env ids (default: the first and the second half); each policy call sees one lane's rows in
+    that order (e.g. `agents.host` puts half of every seed's envs in each lane).
+
+    Returns:
+      as `collect`, in env order: each env's rows are its own ticks, so for a policy that is
+      deterministic per env the trajectory equals `collect`'s on a sync pool with the same seed.
+    """
+    lanes = _check_lanes(env, lanes)
+    state, key, rec = carry.env_state, carry.key, _record(2)
+    timestep, memory, first = ([jax.tree.map(lambda x: x[ids], tree) for ids in lanes]
+                               for tree in (carry.timestep, carry.memory, carry.first))
+    tick = _host_tick("collect_async", policy_step, memory[0], length, initial_memory, env_action)
+    key, memory[0], action = _lane_act(rec, 0, tick, key, memory[0], timestep[0], first[0])
+    env.send(state, action, lanes[0])
+    for t in range(length):
+        key, memory[1], action = _lane_act(rec, 1, tick, key, memory[1], timestep[1], first[1])
+        state, timestep[0], first[0] = _lane_recv(env, state, lanes[0], rec, 0, env_info)
+        env.send(state, action, lanes[1])
+        if t + 1 < length:
+            key, memory[0], action = _lane_act(rec, 0, tick, key, memory[0], timestep[0], first[0])
+        state, timestep[1], first[1] = _lane_recv(env, state, lanes[1], rec, 1, env_info)
+        if t + 1 < length:
+            env.send(state, action, lanes[0])
+    for lane in (0, 1):
+        _close(rec, lane, timestep[lane], first[lane])
+    order = np.argsort(np.concatenate(lanes))
+    merged = [jax.tree.map(lambda *xs: xp.concatenate(xs)[order], *x)
+              for x, xp in ((timestep, np), (memory, jnp), (first, np))]
+    return RolloutCarry(state, *merged, key), _trajectory(rec, lanes)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import fnrl.envs
 from agents import a2c, baselines, cli, host, ppo, vpg
+from agents.common import OnPolicy, Trainer
 from fnrl.envs.wrappers import episode_stats
+from fnrl.rollout import PolicyOutput, RolloutCarry
 
 
 def test_seeds_view_splits_the_pool_by_seed():
@@ -86,3 +90,67 @@ def test_ppo_host_policy_matches_the_jax_policy():
     b = host_trainer.on_policy.policy_step(state, jax.random.PRNGKey(1), observation, ())
     np.testing.assert_array_equal(a.action, b.action)
     np.testing.assert_allclose(a.extras["log_prob"], b.extras["log_prob"])
+
+
+# --------------------------------------------------------------------------------------------
+# The double-buffered rollout (envpool_async) and the acting tick's arguments.
+
+
+class _PoleState(NamedTuple):
+    rollout: RolloutCarry
+    gain: jax.Array
+    unused: jax.Array  # never read when acting: left out of the jitted tick
+
+
+def _pole_recipe(num_steps: int) -> OnPolicy:
+    """A deterministic per-env policy (push along gain × the pole's lean) and a learn step that
+    only keeps the carry: what the host loop plays is then fixed by the env seeds."""
+
+    def policy_step(state, key, observation, memory, action=None):
+        if action is None:
+            action = (state.gain * observation[:, 2] > 0).astype(jnp.int32)
+        return PolicyOutput(action, memory, {"angle": observation[:, 2]})
+
+    return OnPolicy(start=lambda key, rollout: _PoleState(rollout, jnp.float32(-1.0), jnp.zeros(3)),
+                    policy_step=policy_step,
+                    learn=lambda state, rollout, trajectory: (state._replace(rollout=rollout), {}),
+                    to_env=lambda action: action, num_steps=num_steps)
+
+
+def test_async_pool_plays_what_the_sync_pool_plays():
+    seeds, envs, steps = 2, 4, 30
+    trainer = Trainer(None, None, 1, envs * steps, None, None, _pole_recipe(steps))
+    runs = [host.host_run(trainer, pool, seeds) for pool in (
+        fnrl.envs.make("CartPole-v1", backend="envpool", num_envs=seeds * envs),
+        fnrl.envs.envpool_async("CartPole-v1", seeds * envs, seeds * envs // 2))]
+    (sync_after, sync_traj, sync_pool), (async_after, async_traj, async_pool) = [
+        run.rollout(*run.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1)) for run in runs]
+    assert sync_traj.reward.shape == (seeds, steps, envs) and (~sync_traj.valid).any()
+    for a, s in zip(jax.tree.leaves((async_after, async_traj)), jax.tree.leaves((sync_after, sync_traj))):
+        np.testing.assert_array_equal(a, s)
+    sync_pool.close(), async_pool.close()
+    with pytest.raises(ValueError, match="batch_size = num_envs / 2"):
+        host.host_run(trainer, fnrl.envs.envpool_async("CartPole-v1", 8, 2), 2)
+
+
+def test_acting_tick_gets_only_the_leaves_the_policy_reads():
+    state = _PoleState(RolloutCarry((), (), (), (), ()), jnp.float32(1.0), jnp.zeros(3))
+    policy = _pole_recipe(1).policy_step
+    read = host._read_leaves(lambda s, *a: policy(s, *a), state, jax.random.PRNGKey(0), jnp.zeros((2, 4)), ())
+    assert read == (True, False)  # gain, unused
+
+
+def test_async_host_updates_count_the_pools_episodes():
+    config = baselines.RandomConfig(num_envs=2, num_steps=16, total_steps=320)
+    pool = fnrl.envs.envpool_async("CartPole-v1", 4, 2)
+    trainer = baselines.make_trainer(config, fnrl.envs.make("CartPole-v1", backend="envpool", num_envs=2))
+    run = host.host_run(trainer, pool, 2)
+    states, env_state = run.init(jax.random.PRNGKey(0))
+    counts = lengths = 0
+    for update in range(trainer.num_updates):
+        states, env_state, metrics = run.update(states, env_state, jax.random.PRNGKey(update))
+        counts = counts + np.asarray(metrics["episode_count"])
+        lengths = lengths + np.asarray(metrics["episode_length_sum"])
+    # Random CartPole episodes last ~22 steps: 160 steps per env finish several per seed.
+    assert np.all(counts >= 4) and np.all((lengths / counts > 10) & (lengths / counts < 40))
+    env_state.close()

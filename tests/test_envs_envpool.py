@@ -16,6 +16,7 @@ from fnrl.envs.envpool_adapter import (
     envpool_async,
     envpool_env,
     envpool_option_names,
+    receive_all,
     spec_from_space,
 )
 from fnrl.types import Spec, TimeStep
@@ -213,6 +214,19 @@ def test_async_matches_sync_per_env():
     assert (~ts.valid).any()  # the comparison crossed at least one auto-reset
 
 
+def test_receive_all_gives_the_sync_reset_in_env_order():
+    state, expected = envpool_env("CartPole-v1", 6).reset(KEY)
+    state.close()
+    aenv = envpool_async("CartPole-v1", 6, 2)
+    with contextlib.closing(aenv.reset(KEY)) as astate:
+        astate, got = receive_all(aenv, astate)
+        for name in TimeStep._fields:
+            np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
+        assert astate.started.all()
+    with pytest.raises(ValueError, match="does not divide"):
+        receive_all(envpool_async("CartPole-v1", 5, 2), None)
+
+
 # --------------------------------------------------------------------------------------------
 # Episode statistics.
 
@@ -347,6 +361,8 @@ def test_bad_actions_and_closed_state():
         env.step(state, np.array([0, 1, 0]))
     with pytest.raises(ValueError, match=r"`action` must lie in \[0, 1\]"):
         env.step(state, np.array([0, 2]))
+    with pytest.raises(ValueError, match=r"`action` must lie in \[0, 1\], got values in \[-1, 0\]"):
+        env.step(state, np.array([-1, 0], np.int64))
     with pytest.raises(ValueError, match="`action` must be an integer"):
         env.step(state, np.array([0.0, 1.0]))
     state, ts = env.step(state, np.array([0, 1]))  # the checks left the pool usable
@@ -357,5 +373,6 @@ def test_bad_actions_and_closed_state():
     aenv = envpool_async("CartPole-v1", 2, 1)
     with contextlib.closing(aenv.reset(KEY)) as astate:
         astate, env_id, _ = aenv.recv(astate)
-        with pytest.raises(ValueError, match="`env_id`"):
-            aenv.send(astate, np.array([0]), np.array([2]))
+        for bad in (np.array([2]), np.array([-1]), np.array([0.0])):
+            with pytest.raises(ValueError, match="`env_id`"):
+                aenv.send(astate, np.array([0]), bad)

@@ -168,3 +168,46 @@ def test_env_info_is_recorded_after_each_step():
     obs = np.asarray(traj.observation)[..., 0]
     np.testing.assert_array_equal(np.asarray(traj.env_info)[:-1], obs[1:])  # count after step i = o_{i+1}
     np.testing.assert_array_equal(traj_host.env_info, traj.env_info)
+
+
+# --------------------------------------------------------------------------------------------
+# Host loops on envpool: sync `collect` vs double-buffered `collect_async`.
+
+
+def pole_policy(gain, key, observation, memory, action=None):
+    """Deterministic per env: push along gain × the pole's lean; memory counts the episode's ticks."""
+    if action is None:
+        action = (gain * observation[:, 2] > 0).astype(jnp.int32)
+    return rollout.PolicyOutput(action, memory + 1, {"angle": observation[:, 2]})
+
+
+def test_collect_async_equals_collect_for_a_deterministic_policy():
+    from fnrl.envs import envpool_async, envpool_env
+    from fnrl.envs.envpool_adapter import receive_all
+    from fnrl.envs.wrappers import episode_stats
+
+    n, length, key = 6, 40, jax.random.PRNGKey(3)
+    policy = jax.tree_util.Partial(pole_policy, -1.0)  # pushes the pole over: short episodes
+    memory, first = jnp.zeros(n, jnp.int32), np.ones(n, bool)
+    sync = envpool_env("CartPole-v1", n)
+    state, timestep = sync.reset(key)
+    last_s, traj_s = rollout.collect(policy, sync, rollout.RolloutCarry(state, timestep, memory, first, key), length,
+                                     env_info=episode_stats)
+    aenv = envpool_async("CartPole-v1", n, n // 2)
+    state, timestep = receive_all(aenv, aenv.reset(key))
+    lanes = (np.array([0, 2, 3]), np.array([1, 4, 5]))  # any split into two ascending halves
+    last_a, traj_a = rollout.collect_async(policy, aenv, rollout.RolloutCarry(state, timestep, memory, first, key),
+                                           length, env_info=episode_stats, lanes=lanes)
+    for field in rollout.Trajectory._fields:
+        for a, s in zip(jax.tree.leaves(getattr(traj_a, field)), jax.tree.leaves(getattr(traj_s, field))):
+            assert a.shape[:2] == (length, n)
+            np.testing.assert_array_equal(a, s, err_msg=field)
+    for a, s in zip(jax.tree.leaves(last_a[1:4]), jax.tree.leaves(last_s[1:4])):
+        np.testing.assert_array_equal(a, s)
+    np.testing.assert_array_equal(episode_stats(last_a.env_state).num_episodes,
+                                  episode_stats(last_s.env_state).num_episodes)
+    # The run crossed auto-resets, where memory restarts: after an invalid step it counts from 1.
+    assert (~traj_s.valid).sum() >= n and (np.asarray(traj_a.memory)[traj_a.first] == 1).all()
+    last_s.env_state.close(), last_a.env_state.close()
+    with pytest.raises(ValueError, match="`lanes`"):
+        rollout.collect_async(policy, aenv, last_a, 2, lanes=(np.array([0, 1, 2]), np.array([2, 3, 4])))

@@ -15,7 +15,8 @@ import difflib
 from typing import Any, Callable
 
 from fnrl.envs import classic_control, toy, wrappers
-from fnrl.envs.envpool_adapter import EnvpoolAsync, EnvpoolState, envpool_async, envpool_env, envpool_option_names
+from fnrl.envs.envpool_adapter import (EnvpoolAsync, EnvpoolState, envpool_async, envpool_env, envpool_option_names,
+                                       receive_all)
 from fnrl.types import Env
 
 BACKENDS = ("jax", "envpool")
@@ -84,5 +85,5 @@ def _check_backend(fn: str, backend: Any) -> None:
 
 __all__ = [
     "BACKENDS", "JAX_ENVS", "EnvpoolAsync", "EnvpoolState", "classic_control", "envpool_async", "envpool_env",
-    "envpool_option_names", "list_envs", "make", "toy", "wrappers",
+    "envpool_option_names", "list_envs", "make", "receive_all", "toy", "wrappers",
 ]
