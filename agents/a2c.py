@@ -189,20 +189,8 @@ def make_agent(config: A2CConfig, env: Env) -> _Agent:
 
 def make_trainer(config: A2CConfig, env: Env) -> common.Trainer:
     """The `agents.common.Trainer` of A2C on a batched `env` of `config.num_envs` envs."""
-    agent = make_agent(config, env)
-    recipe = common.OnPolicy(
-        start=functools.partial(start, agent),
-        policy_step=functools.partial(policy_step, agent),
-        learn=functools.partial(learn_rollout, agent),
-        to_env=functools.partial(policy.to_env, agent.spaces),
-        num_steps=config.num_steps,
-        initial_memory=agent.initial_memory,
-    )
-    return common.on_policy_trainer(
-        recipe, env, agent.num_updates, config.num_envs * config.num_steps,
-        act=functools.partial(policy.act, agent),
-        act_with_memory=functools.partial(policy.act_with_memory, agent),
-        params=lambda state: {"network": state.params, "obs_stats": ()})
+    return policy.trainer(make_agent(config, env), env, start, policy_step, learn_rollout,
+                          params=lambda state: {"network": state.params, "obs_stats": ()})
 
 
 def make_train(config: A2CConfig, env: Env):

@@ -21,9 +21,10 @@ the start of the rollout (`replay`; AgentNet's experience replay, M5).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import haiku as hk
 import jax
@@ -36,6 +37,8 @@ from fnrl.distributions import Distribution
 from fnrl.rollout import PolicyOutput, RolloutCarry
 from fnrl.rollout import replay as replay_session
 from fnrl.types import Array, Env, EnvSpec, PRNGKey, PyTree, Spec
+
+from agents import common
 
 BOUNDED_ACTIONS = ("beta", "clipped_gaussian")
 MEMORY_CELLS = ("none", "lstm", "gru")
@@ -443,3 +446,21 @@ def act_with_memory(agent: Any, policy_params: PyTree, key: PRNGKey, observation
     dist_params, _, memory = forward_with_memory(agent, policy_params["network"], policy_params["obs_stats"],
                                                  observation, memory)
     return to_env(agent.spaces, sample(agent.spaces, key, dist_params, greedy)), memory
+
+
+def trainer(agent: Any, env: Env, start: Callable, policy_step: Callable, learn_rollout: Callable,
+            params: Callable) -> common.Trainer:
+    """The `agents.common.Trainer` of a policy-gradient recipe acting with this module's policy.
+
+    `agent` is the recipe's static record (`config` with num_envs / num_steps, `network`,
+    `spaces`, `num_updates`, optionally `initial_memory`); `start`, `policy_step`, `learn_rollout`
+    are the recipe's `OnPolicy` functions taking `agent` first; `params(state)` gives
+    `{"network": ..., "obs_stats": ...}` for `act`."""
+    cfg = agent.config
+    recipe = common.OnPolicy(
+        start=functools.partial(start, agent), policy_step=functools.partial(policy_step, agent),
+        learn=functools.partial(learn_rollout, agent), to_env=functools.partial(to_env, agent.spaces),
+        num_steps=cfg.num_steps, initial_memory=getattr(agent, "initial_memory", ()))
+    return common.on_policy_trainer(
+        recipe, env, agent.num_updates, cfg.num_envs * cfg.num_steps, act=functools.partial(act, agent),
+        params=params, act_with_memory=functools.partial(act_with_memory, agent))

@@ -352,20 +352,8 @@ def make_agent(config: PPOConfig, env: Env) -> _Agent:
 def make_trainer(config: PPOConfig, env: Env) -> common.Trainer:
     """The `agents.common.Trainer` of PPO on a batched `env` of `config.num_envs` envs (pure-JAX:
     `init`/`update`; envpool: `on_policy` for `agents.host`)."""
-    agent = make_agent(config, env)
-    recipe = common.OnPolicy(
-        start=functools.partial(start, agent),
-        policy_step=functools.partial(policy_step, agent),
-        learn=functools.partial(learn_rollout, agent),
-        to_env=functools.partial(policy.to_env, agent.spaces),
-        num_steps=config.num_steps,
-        initial_memory=agent.initial_memory,
-    )
-    return common.on_policy_trainer(
-        recipe, env, agent.num_updates, config.num_envs * config.num_steps,
-        act=functools.partial(policy.act, agent),
-        act_with_memory=functools.partial(policy.act_with_memory, agent),
-        params=lambda state: {"network": state.params, "obs_stats": state.obs_stats})
+    return policy.trainer(make_agent(config, env), env, start, policy_step, learn_rollout,
+                          params=lambda state: {"network": state.params, "obs_stats": state.obs_stats})
 
 
 def make_train(config: PPOConfig, env: Env):

@@ -312,18 +312,8 @@ def make_agent(config: TRPOConfig, env: Env) -> _Agent:
 
 def make_trainer(config: TRPOConfig, env: Env) -> common.Trainer:
     """The `agents.common.Trainer` of TRPO on a batched `env` of `config.num_envs` envs."""
-    agent = make_agent(config, env)
-    recipe = common.OnPolicy(
-        start=functools.partial(start, agent),
-        policy_step=functools.partial(rollout_policy, agent),
-        learn=functools.partial(learn_rollout, agent),
-        to_env=functools.partial(policy.to_env, agent.spaces),
-        num_steps=config.num_steps,
-    )
-    return common.on_policy_trainer(
-        recipe, env, agent.num_updates, config.num_envs * config.num_steps,
-        act=functools.partial(policy.act, agent),
-        params=lambda state: {"network": _network_params(state), "obs_stats": _NO_OBS_STATS})
+    return policy.trainer(make_agent(config, env), env, start, rollout_policy, learn_rollout,
+                          params=lambda state: {"network": _network_params(state), "obs_stats": _NO_OBS_STATS})
 
 
 def make_train(config: TRPOConfig, env: Env):

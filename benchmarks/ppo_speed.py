@@ -39,7 +39,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 STEPS, QUICK_STEPS = 500_000, 20_480
 STEPS_PER_UPDATE = 4 * 128  # PPOConfig defaults: num_envs × num_steps
 WALL_GOAL, THROUGHPUT_GOAL = 0.8, 1.5
-PROGRAMS = ("plain", "fnrl", "fnrl x8")
+PROGRAMS = ("plain", "fnrl", "fnrl x8", "plain warm", "fnrl warm")
 
 
 def _cpu_seconds() -> float:
@@ -47,11 +47,12 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _subprocess(cmd: list[str]) -> tuple[str, float, float]:
+def _subprocess(cmd: list[str], extra_env: dict | None = None) -> tuple[str, float, float]:
     """stdout of `cmd` run from the repository root (its own code first on the path), the wall
     seconds it took, start-up included, and its CPU seconds (user + system, all threads): the
-    CPU time barely moves when other jobs share the machine, so it cross-checks the walls."""
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    CPU time barely moves when other jobs share the machine, so it cross-checks the walls.
+    Compilation caches are off unless `extra_env` turns one on (a cold compile, as for plain)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FNRL_COMPILATION_CACHE": "off", **(extra_env or {})}
     start, cpu = time.perf_counter(), _cpu_seconds()
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
@@ -60,8 +61,8 @@ def _subprocess(cmd: list[str]) -> tuple[str, float, float]:
     return done.stdout, seconds, cpu
 
 
-def run_plain(steps: int) -> dict:
-    out, process, cpu = _subprocess([sys.executable, "-m", "benchmarks.plain_ppo", "--steps", str(steps)])
+def run_plain(steps: int, extra_env: dict | None = None) -> dict:
+    out, process, cpu = _subprocess([sys.executable, "-m", "benchmarks.plain_ppo", "--steps", str(steps)], extra_env)
     result = json.loads(out.strip().splitlines()[-1])
     env_steps = steps // STEPS_PER_UPDATE * STEPS_PER_UPDATE
     return dict(compile=result["compile_seconds"], run=result["run_seconds"], wall=result["wall_seconds"],
@@ -69,24 +70,34 @@ def run_plain(steps: int) -> dict:
                 steps_per_second=env_steps / result["run_seconds"])
 
 
-def run_fnrl(steps: int, seeds: int, scratch: pathlib.Path) -> dict:
+def run_fnrl(steps: int, seeds: int, scratch: pathlib.Path, extra_env: dict | None = None) -> dict:
     """One `fnrl train ppo` run (the console script next to this interpreter) in a fresh dir."""
     out = pathlib.Path(tempfile.mkdtemp(dir=scratch))
     cmd = [str(pathlib.Path(sys.executable).parent / "fnrl"), "train", "ppo", "--env", "CartPole-v1",
            "--backend", "jax", "--steps", str(steps), "--out", str(out / "run")]
     if seeds > 1:
         cmd += ["--seeds", str(seeds)]
-    _, process, cpu = _subprocess(cmd)
+    _, process, cpu = _subprocess(cmd, extra_env)
     summary = json.loads((out / "run" / "summary.json").read_text())
     run = summary["wall_seconds"] - summary["compile_seconds"]
     return dict(compile=summary["compile_seconds"], run=run, wall=summary["wall_seconds"], process=process, cpu=cpu,
                 final_return=summary["final_return"], steps_per_second=summary["steps"] * seeds / run)
 
 
+def _warm(call, variable: str, scratch: pathlib.Path) -> dict:
+    """`call` timed on its second run, with a persistent compilation cache (`variable` names its
+    directory, fresh per repeat) that the first, untimed run filled."""
+    env = {variable: tempfile.mkdtemp(dir=scratch)}
+    call(env)
+    return call(env)
+
+
 def measure(steps: int, repeats: int, progress: bool = True) -> dict[str, list[dict]]:
     """Every program `repeats` times, interleaved, order reversed on odd repeats."""
     calls = {"plain": lambda d: run_plain(steps), "fnrl": lambda d: run_fnrl(steps, 1, d),
-             "fnrl x8": lambda d: run_fnrl(steps, 8, d)}
+             "fnrl x8": lambda d: run_fnrl(steps, 8, d),
+             "plain warm": lambda d: _warm(lambda env: run_plain(steps, env), "JAX_COMPILATION_CACHE_DIR", d),
+             "fnrl warm": lambda d: _warm(lambda env: run_fnrl(steps, 1, d, env), "FNRL_COMPILATION_CACHE", d)}
     results: dict[str, list[dict]] = {name: [] for name in PROGRAMS}
     with tempfile.TemporaryDirectory(prefix="ppo_speed_") as scratch:
         for rep in range(repeats):
@@ -106,7 +117,8 @@ def medians(runs: list[dict]) -> dict:
 
 def to_markdown(results: dict[str, list[dict]]) -> str:
     labels = {"plain": "plain single-file JAX PPO (`benchmarks/plain_ppo.py`)",
-              "fnrl": "`fnrl train ppo` (1 seed)", "fnrl x8": "`fnrl train ppo --seeds 8`"}
+              "fnrl": "`fnrl train ppo` (1 seed)", "fnrl x8": "`fnrl train ppo --seeds 8`",
+              "plain warm": "plain, warm JAX compilation cache", "fnrl warm": "`fnrl train ppo`, warm compilation cache"}
     lines = ["| program | compile (s) | run (s) | wall (s) | process wall (s) | process CPU (s) | final return "
              "| env steps/s (run) |", "|" + "---|" * 8]
     for name in PROGRAMS:
@@ -120,7 +132,7 @@ def to_markdown(results: dict[str, list[dict]]) -> str:
 
 def verdict(results: dict[str, list[dict]]) -> str:
     """The two acceptance ratios, from the medians, with the paired per-repeat wall ratios."""
-    plain, one, eight = (medians(results[name]) for name in PROGRAMS)
+    plain, one, eight, plain_warm, one_warm = (medians(results[name]) for name in PROGRAMS)
     wall_ratio = one["wall"] / plain["wall"]
     paired = ", ".join(f"{f['wall'] / p['wall']:.2f}" for f, p in zip(results["fnrl"], results["plain"]))
     throughput = eight["steps_per_second"] / one["steps_per_second"]
@@ -129,21 +141,22 @@ def verdict(results: dict[str, list[dict]]) -> str:
             f"per repeat: {paired}); compile {one['compile'] / plain['compile']:.2f}×, "
             f"run {one['run'] / plain['run']:.2f}×, process wall {one['process'] / plain['process']:.2f}×, "
             f"process CPU {one['cpu'] / plain['cpu']:.2f}×.\n"
+            f"- warm caches on both sides (second run of the same program): fnrl / plain wall = "
+            f"{one_warm['wall'] / plain_warm['wall']:.2f}; fnrl warm / plain cold = {one_warm['wall'] / plain['wall']:.2f}.\n"
             f"- throughput 8 seeds / 1 seed (run time only) = {throughput:.2f}× "
             f"(goal ≥ {THROUGHPUT_GOAL}: {met(throughput >= THROUGHPUT_GOAL)}).")
 
 
-NOTES = """Where fnrl's extra time goes (profiled apart from this table on the same machine, fnrl at
-commit 24249ec; CPU seconds, which other jobs on the shared machine barely move):
-- The CLI jits `init` as a program of its own and counts it as run time; its compilation (≈ 3.6–4.0
-  CPU s, mostly the six haiku `Orthogonal` initializers: threefry normals + QR) costs about as much as
-  the update chunk's. The plain baseline compiles the same init inside its single program. `init`
-  runs once: compiled with `xla_backend_optimization_level=0` it takes ≈ 1.6 CPU s.
-- The CLI vmaps over seeds even for one seed: a size-1 vmap adds ≈ 1.2 CPU s of compilation and ≈ 20%
-  to the run (976 updates: 4.7 vs 3.8 CPU s, plain 3.9). Without it fnrl's update runs as fast as the
-  plain one.
-- The CLI's host side is negligible (61 chunk round trips + metrics.csv ≈ 0.05 s, 9 checkpoints
-  ≈ 0.1 s); `lax.scan(unroll=k)` makes compilation 2× (k = 8) to 11× (k = 32) slower, the run no faster."""
+NOTES = """Cold runs: both sides compile from scratch (fnrl's cache off). The CLI compiles `init` at XLA
+optimization level 0 (it runs once; haiku's orthogonal initializers otherwise cost as much compile
+time as the training program) and runs one seed without a size-1 vmap; both used to cost fnrl ≈ 5
+CPU s here. With both sides compiling the same XLA work, the cold 500k-step run is dominated by
+compilation on this CPU and fnrl cannot be 0.8× of a program that does the same work:
+`lax.scan(unroll=k)` made compilation 2× (k = 8) to 11× (k = 32) slower and the run no faster; other
+XLA options gave no clear compile saving; the CLI's host side (chunk round trips, metrics.csv,
+checkpoints) costs ≈ 0.15 s. Warm runs: `fnrl` keeps compiled programs on disk by default
+(`FNRL_COMPILATION_CACHE`), so a rerun, a resume or an eval skips compilation; the plain program gets
+JAX's cache too (`JAX_COMPILATION_CACHE_DIR`) for a like-for-like warm comparison."""
 
 
 def write_benchmarks_md(report: str, steps: int, repeats: int, load: tuple[float, float]) -> None:
