@@ -1,9 +1,8 @@
-"""Tests of agents/trpo.py: learning on CartPole-v1, the trust region, TensorForce's MinimalTest
-pass rule, determinism under jit + vmap, and argument checks."""
+"""Tests of agents/trpo.py: learning on CartPole-v1, the trust region (TensorForce's MinimalTest
+rows R12 are in tests/test_tensorforce_matrix.py), determinism under jit + vmap, and argument checks."""
 
 from __future__ import annotations
 
-import dataclasses
 
 import jax
 import numpy as np
@@ -11,8 +10,6 @@ import pytest
 
 import fnrl
 from agents import trpo
-from fnrl.envs.wrappers import episode_stats
-from fnrl.rollout import PolicyOutput, rollout_init, unroll
 
 CONTRACT_METRICS = ("episode_return_sum", "episode_count", "env_steps", "loss", "policy_loss", "value_loss",
                     "entropy", "kl")
@@ -21,10 +18,6 @@ CONTRACT_METRICS = ("episode_return_sum", "episode_count", "env_steps", "loss", 
 MULTI_SPEC = {"bool": (), "int": (2,), "bounded": (1,)}
 
 CARTPOLE = trpo.TRPOConfig(total_steps=24 * 2048)  # 24 updates of 8 envs x 256 steps
-# R12 `TestTRPOAgent`: learning_rate (max KL) 0.005, batch_size 16; with no baseline and raw
-# discounted returns as advantages, TensorForce's TRPOAgent defaults.
-MINIMAL = trpo.TRPOConfig(num_envs=2, num_steps=8, total_steps=150 * 16, max_kl=0.005, hidden_sizes=(32, 32),
-                          use_baseline=False, normalize_advantages=False, gae_lambda=1.0, value_minibatches=2)
 
 
 def _run(config, env_id, seeds, **env_options):
@@ -78,34 +71,6 @@ def test_jit_vmap_deterministic_per_seed(cartpole):
                                                                                  metrics_again))
     returns = np.asarray(metrics["episode_return_sum"])
     assert not np.array_equal(returns[0], returns[1])  # the two seeds are different runs
-
-
-def _sampling_policy(trainer, params):
-    def policy(key, observation, memory, action=None):
-        return PolicyOutput(trainer.act(params, key, observation, False), memory)
-
-    return policy
-
-
-def test_minimal_test_pass_rule():
-    """TensorForce's BaseTest rule (R1) on MinimalTest int (R2): 100 episodes of the trained,
-    sampling (deterministic=False) policy each with reward / length >= 0.8, in 2 of 3 runs."""
-    train, keys = _run(MINIMAL, "MinimalTest-v0", 3)
-    state, _ = train(keys)
-    env = fnrl.envs.make("MinimalTest-v0", num_envs=8)
-    trainer = trpo.make_trainer(dataclasses.replace(MINIMAL, num_envs=8), env)
-
-    def evaluate(params, key):
-        _, trajectory = unroll(_sampling_policy(trainer, params), env, rollout_init(env, key), 100,
-                               env_info=episode_stats)
-        return trajectory
-
-    params = jax.vmap(trainer.params)(state)
-    trajectory = jax.jit(jax.vmap(evaluate))(params, keys)
-    done = np.asarray((trajectory.terminated | trajectory.truncated) & trajectory.valid)
-    ratio = np.asarray(trajectory.env_info.last_return) / np.maximum(np.asarray(trajectory.env_info.last_length), 1)
-    passed = [done[i].sum() >= 100 and np.all(ratio[i][done[i]] >= 0.8) for i in range(3)]
-    assert sum(passed) >= 2, passed
 
 
 def test_multi_part_actions_clipping_and_entropy_respect_the_trust_region():

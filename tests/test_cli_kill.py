@@ -11,7 +11,6 @@ does not change the numbers).
 from __future__ import annotations
 
 import csv
-import json
 import os
 import pathlib
 import re
