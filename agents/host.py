@@ -28,7 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import Var
 
-from fnrl.envs.envpool_adapter import EnvpoolAsync, receive_all
 from fnrl.envs.wrappers import episode_stats
 from fnrl.rollout import RolloutCarry, Trajectory, collect, collect_async
 from fnrl.types import Env, PRNGKey, PyTree
@@ -131,6 +130,8 @@ def _lanes(seeds: int, num_envs: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_pool(env: Any, seeds: int) -> None:
+    from fnrl.envs.envpool_adapter import EnvpoolAsync  # envpool is slow to import: only for host runs
+
     if not isinstance(env, (Env, EnvpoolAsync)):
         raise ValueError(f"host_run: argument `env` must be an fnrl Env or an envpool_async pool, "
                          f"got {type(env).__name__}")
@@ -185,7 +186,7 @@ def _rollout(recipe: Any, run: Callable, env: Any, policy: Callable, env_action:
     return RolloutCarry((), *after, before.key), seed_major, carry.env_state
 
 
-def host_run(trainer: Trainer, env: Env | EnvpoolAsync, seeds: int) -> HostRun:
+def host_run(trainer: Trainer, env: Any, seeds: int) -> HostRun:
     """Builds the host loop of `trainer.on_policy` on `env`, a host env of `seeds · E` envs
     (`envpool_env`), or an `envpool_async` pool of them with `batch_size = seeds · E / 2` for the
     double-buffered rollout."""
@@ -194,6 +195,8 @@ def host_run(trainer: Trainer, env: Env | EnvpoolAsync, seeds: int) -> HostRun:
         raise ValueError("host_run: this agent has no host-loop form (`Trainer.on_policy` is None); "
                          "train it on a pure-JAX env (backend='jax')")
     _check_pool(env, seeds)
+    from fnrl.envs.envpool_adapter import EnvpoolAsync, receive_all
+
     if isinstance(env, EnvpoolAsync):
         run = functools.partial(collect_async, lanes=_lanes(seeds, env.num_envs))
         reset = lambda key: receive_all(env, env.reset(key))  # noqa: E731

@@ -15,11 +15,21 @@ import difflib
 from typing import Any, Callable
 
 from fnrl.envs import classic_control, toy, wrappers
-from fnrl.envs.envpool_adapter import (EnvpoolAsync, EnvpoolState, envpool_async, envpool_env, envpool_option_names,
-                                       receive_all)
 from fnrl.types import Env
 
 BACKENDS = ("jax", "envpool")
+# Names of `fnrl.envs.envpool_adapter` re-exported here; envpool takes about a second to import,
+# so the adapter is imported on first use (`__getattr__`, or `make(..., backend="envpool")`).
+_ENVPOOL_NAMES = ("EnvpoolAsync", "EnvpoolState", "envpool_async", "envpool_env", "envpool_option_names",
+                  "receive_all")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ENVPOOL_NAMES:
+        from fnrl.envs import envpool_adapter
+
+        return getattr(envpool_adapter, name)
+    raise AttributeError(f"module 'fnrl.envs' has no attribute {name!r}")
 
 
 
@@ -65,6 +75,8 @@ def make(env_id: str, backend: str = "jax", num_envs: int = 1, **options: Any) -
     """
     _check_backend("make", backend)
     if backend == "envpool":
+        from fnrl.envs.envpool_adapter import envpool_env
+
         return envpool_env(env_id, num_envs, **options)
     if env_id not in JAX_ENVS:
         close = difflib.get_close_matches(str(env_id), list(JAX_ENVS), n=3, cutoff=0.5)
