@@ -10,7 +10,7 @@ of 3 attempts (seeds 0, 1, 2) pass, tried lazily (a third attempt only after a s
 with finite metrics and keep every episode's reward / length in [0, 1], and PPO's multi row is
 held to the pass rule as well.
 
-The default suite runs one learning row of each recipe plus R4 and R5 (`DEFAULT_ROWS`);
+The default suite runs one learning row of each recipe (and PPO's multi-part row) plus R4 and R5 (`DEFAULT_ROWS`);
 `FNRL_TF_MATRIX=full` runs every row (a few minutes on 2 cores).
 """
 
@@ -59,7 +59,8 @@ TESTS = (
 )
 # A learning row of each recipe (categorical, gaussian and bernoulli policies) and the cheap R4 /
 # R5 rows, whose compilations tests/test_tensorforce_facade.py shares.
-DEFAULT_ROWS = {("R4", "float"), ("R5", "int"), ("R5", "multi"), ("R11", "int"), ("R12", "float"), ("R13", "bool")}
+DEFAULT_ROWS = {("R4", "float"), ("R5", "int"), ("R5", "multi"), ("R11", "int"), ("R11", "multi"), ("R12", "float"),
+                ("R13", "bool")}
 # The feed-forward recipes cannot run TensorForce's lstm test.
 NOT_RECURRENT = {"R12": "TRPO's recipe is feed-forward (TRPOConfig rejects internal_lstm layers)",
                  "R13": "VPG's recipe is feed-forward (VPGConfig has no `network` field)"}
