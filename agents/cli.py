@@ -276,6 +276,7 @@ def use_compilation_cache() -> None:
     path = os.environ.get("FNRL_COMPILATION_CACHE", str(pathlib.Path.home() / ".cache" / "fnrl" / "xla"))
     if path and path.lower() != "off":
         jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # init's O0 compile too
 
 
 def train(args) -> int:

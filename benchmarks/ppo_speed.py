@@ -156,7 +156,9 @@ compilation on this CPU and fnrl cannot be 0.8× of a program that does the same
 XLA options gave no clear compile saving; the CLI's host side (chunk round trips, metrics.csv,
 checkpoints) costs ≈ 0.15 s. Warm runs: `fnrl` keeps compiled programs on disk by default
 (`FNRL_COMPILATION_CACHE`), so a rerun, a resume or an eval skips compilation; the plain program gets
-JAX's cache too (`JAX_COMPILATION_CACHE_DIR`) for a like-for-like warm comparison."""
+JAX's cache too (`JAX_COMPILATION_CACHE_DIR`) for a like-for-like warm comparison. The 8-seed / 1-seed throughput ratio fell from 2.44× (earlier table) to
+1.34× because the one-seed run lost the size-1 vmap that slowed it: 8 vmapped seeds of a 64-64 MLP
+on 2 CPU cores are close to 8× the work, so batching can only save per-step overhead here."""
 
 
 def write_benchmarks_md(report: str, steps: int, repeats: int, load: tuple[float, float]) -> None:
