@@ -29,11 +29,11 @@ import time
 from typing import Callable
 
 import jax
-import numpy as np
 from tqdm import tqdm
 
 from agents import host, ppo
 from benchmarks._report import update_section
+from benchmarks.env_bench import raw_runner
 from fnrl import envs
 
 NUM_ENVS = {"CartPole-v1": (16, 64, 256), "Pong-v5": (8, 16, 32), "HalfCheetah-v5": (16, 64, 256)}
@@ -53,26 +53,6 @@ envpool's threads already use both cores and the policy runs twice per tick (onc
 async is at best level with sync here; with more cores than env threads it overlaps the two.
 Measured while other jobs shared the 2 cores (load ≈ 4–5): between runs a ratio moves by up to ~15
 points, and a ratio above 100% means fnrl and raw are level within that noise."""
-
-
-def raw_runner(env_id: str, num_envs: int, ticks: int) -> Callable[[], float]:
-    """A timed run of `ticks` raw envpool steps with NumPy random actions; returns seconds."""
-    import envpool
-
-    pool = envpool.make_gymnasium(env_id, num_envs=num_envs)
-    space, rng = pool.action_space, np.random.default_rng(0)
-    pool.reset()
-
-    def run() -> float:
-        start = time.perf_counter()
-        for _ in range(ticks):
-            if hasattr(space, "n"):
-                pool.step(rng.integers(0, space.n, size=num_envs).astype(np.int32))
-            else:
-                pool.step(rng.uniform(space.low, space.high, size=(num_envs,) + space.shape).astype(np.float32))
-        return time.perf_counter() - start
-
-    return run
 
 
 def fnrl_runner(env_id: str, num_envs: int, ticks: int, num_steps: int, pipelined: bool) -> Callable[[], float]:

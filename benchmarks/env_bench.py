@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -77,23 +78,30 @@ def _numpy_actions(rng: np.random.Generator, spec: Spec, n: int) -> np.ndarray:
     return rng.uniform(low, high, size=(n,) + spec.shape).astype(np.float32)
 
 
-def envpool_raw_rate(env_id: str, num_envs: int, steps: int, repeats: int) -> float:
-    """envpool's own sync `step`, no fnrl in the loop: the adapter's overhead is the gap to this."""
+def raw_runner(env_id: str, num_envs: int, ticks: int) -> Callable[[], float]:
+    """A timed run of `ticks` raw envpool steps with NumPy random actions; returns seconds."""
     import envpool
 
     pool = envpool.make_gymnasium(env_id, num_envs=num_envs)
     space, rng = pool.action_space, np.random.default_rng(0)
     pool.reset()
-    runs = []
-    for _ in range(repeats):
+
+    def run() -> float:
         start = time.perf_counter()
-        for _ in range(steps):
+        for _ in range(ticks):
             if hasattr(space, "n"):
                 pool.step(rng.integers(0, space.n, size=num_envs).astype(np.int32))
             else:
                 pool.step(rng.uniform(space.low, space.high, size=(num_envs,) + space.shape).astype(np.float32))
-        runs.append(time.perf_counter() - start)
-    return num_envs * steps / statistics.median(runs)
+        return time.perf_counter() - start
+
+    return run
+
+
+def envpool_raw_rate(env_id: str, num_envs: int, steps: int, repeats: int) -> float:
+    """envpool's own sync `step`, no fnrl in the loop: the adapter's overhead is the gap to this."""
+    run = raw_runner(env_id, num_envs, steps)
+    return num_envs * steps / statistics.median(run() for _ in range(repeats))
 
 
 def envpool_sync_rate(env_id: str, num_envs: int, steps: int, repeats: int) -> float:
