@@ -90,17 +90,11 @@ class PPOConfig:
         # JSON gives lists; keep the config hashable and comparable.
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         object.__setattr__(self, "network", policy.network_spec("PPOConfig", self.network))
-        for name in ("num_envs", "num_steps", "total_steps", "update_epochs", "num_minibatches", "memory_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"PPOConfig: field `{name}` must be an int >= 1, got {value!r}")
-        for name, low, high in (("gamma", 0, 1), ("gae_lambda", 0, 1), ("clip_eps", 0, None),
-                                ("learning_rate", 0, None), ("max_grad_norm", 0, None)):
-            value = getattr(self, name)
-            if not low <= value or (high is not None and value > high):
-                raise ValueError(f"PPOConfig: field `{name}` must lie in [{low}, {high or 'inf'}], got {value!r}")
-        if self.clip_range not in _CLIP_RANGES:
-            raise ValueError(f"PPOConfig: field `clip_range` must be one of {_CLIP_RANGES}, got {self.clip_range!r}")
+        common.check_counts("PPOConfig", self, ("num_envs", "num_steps", "total_steps", "update_epochs",
+                                                "num_minibatches", "memory_size"))
+        common.check_ranges("PPOConfig", self, (("gamma", 0, 1), ("gae_lambda", 0, 1), ("clip_eps", 0, None),
+                                                ("learning_rate", 0, None), ("max_grad_norm", 0, None)))
+        common.check_choice("PPOConfig", "clip_range", self.clip_range, _CLIP_RANGES)
         common.check_choice("PPOConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
         common.check_choice("PPOConfig", "memory", self.memory, policy.MEMORY_CELLS)
         common.check_optimizer("PPOConfig", "optimizer", self.optimizer)
