@@ -194,22 +194,19 @@ def make_run(agent: str, env_id: str, backend: str, seeds: int, config_dict: dic
     return config, trainer, host.host_run(trainer, pool, seeds)
 
 
-def _over_seeds(fn):
-    """`fn` vmapped over the leading seed axis; one seed runs unbatched inside the same leading
+def _over_seeds(fn, seeds: int):
+    """`fn` vmapped over the leading seed axis, the seeds split across the local devices (each
+    CPU core is a device, see `use_cpu_cores`); one seed runs unbatched inside the same leading
     axis (a smaller program to compile and run than a vmap of size 1)."""
-
-    def call(xs):
-        if jax.tree.leaves(xs)[0].shape[0] != 1:
-            return jax.vmap(fn)(xs)
-        return jax.tree.map(lambda x: x[None], fn(jax.tree.map(lambda x: x[0], xs)))
-
-    return call
+    if seeds > 1:
+        return fnrl.parallel.vmap_over_devices(fn, seeds)
+    return lambda xs: jax.tree.map(lambda x: x[None], fn(jax.tree.map(lambda x: x[0], xs)))
 
 
-def _chunk_fn(trainer: Trainer, length: int):
+def _chunk_fn(trainer: Trainer, length: int, seeds: int):
     def chunk(states):
         step = lambda s, _: trainer.update(s)  # noqa: E731
-        return _over_seeds(lambda s: jax.lax.scan(step, s, None, length=length))(states)
+        return _over_seeds(lambda s: jax.lax.scan(step, s, None, length=length), seeds)(states)
 
     # No buffer donation: after a Ctrl-C mid-chunk the previous states must still be readable.
     return jax.jit(chunk)
@@ -234,23 +231,31 @@ class _Backend:
             started = time.perf_counter()
             # init runs once: compile it quickly rather than into fast code (haiku's orthogonal
             # initializers otherwise cost as much compile time as the whole training program).
-            init = jax.jit(_over_seeds(self.trainer.init)).lower(keys).compile(
-                {"xla_backend_optimization_level": 0})
+            # It stays on one device: jaxlib's batched LAPACK kernels (the orthogonal
+            # initializers' QR) deadlock when two CPU devices run them at once.
+            batched = jax.vmap(self.trainer.init) if self.seeds > 1 else _over_seeds(self.trainer.init, 1)
+            init = jax.jit(batched).lower(keys).compile({"xla_backend_optimization_level": 0})
             self.compile_seconds += time.perf_counter() - started
-            return init(keys)
+            return self.place(init(keys))
         states, self.env_state = self.run.init(self.key)
+        return states
+
+    def place(self, states):
+        """States laid out as the training chunks take them (seeds split over the devices)."""
+        if self.run is None and self.seeds > 1:
+            return jax.device_put(states, fnrl.batch_sharding(self.seeds))
         return states
 
     def prepare(self, states, length: int) -> None:
         """Compiles the chunk of `length` updates ahead (jax); `compile_seconds` adds its time."""
         if self.run is None:
             started = time.perf_counter()
-            self._chunks[length] = _chunk_fn(self.trainer, length).lower(states).compile()
+            self._chunks[length] = _chunk_fn(self.trainer, length, self.seeds).lower(states).compile()
             self.compile_seconds += time.perf_counter() - started
 
     def advance(self, states, first_update: int, length: int):
         if self.run is None:
-            chunk = self._chunks.get(length) or _chunk_fn(self.trainer, length)
+            chunk = self._chunks.get(length) or _chunk_fn(self.trainer, length, self.seeds)
             return chunk(states)
         rows = []
         for update in range(first_update, first_update + length):
@@ -267,6 +272,19 @@ class _Backend:
             self._update_seconds.append(seconds)
             if len(self._update_seconds) == 2:
                 self.compile_seconds = max(0.0, self._update_seconds[0] - self._update_seconds[1])
+
+
+def use_cpu_cores() -> None:
+    """One JAX CPU device per core, so `--seeds K` spreads its seeds over the cores (XLA:CPU runs
+    one device's small ops on one thread). Kept as is when `XLA_FLAGS` already sets a host device
+    count or JAX has already started its backends (an in-process caller's choice wins)."""
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        jax.config.update("jax_num_cpu_devices", max(1, cores or 1))
+    except RuntimeError:
+        pass  # backends already initialized
 
 
 def use_compilation_cache() -> None:
@@ -301,7 +319,7 @@ def train(args) -> int:
     ckpt_dir = out / "checkpoint"
     if args.resume and checkpoint.latest(ckpt_dir):
         saved = checkpoint.restore(checkpoint.latest(ckpt_dir), like={"state": states, "updates_done": 0})
-        states, done = saved["state"], int(saved["updates_done"])
+        states, done = backend.place(saved["state"]), int(saved["updates_done"])
         kept = [r for r in read_metrics(out / "metrics.csv") if int(r["update"]) < done]
         (out / "metrics.csv").unlink(missing_ok=True)
         if kept:
@@ -462,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--episodes", type=int, default=10)
     args = parser.parse_args(argv)
     if args.command != "list":
+        use_cpu_cores()
         use_compilation_cache()
     if args.command == "list":
         print("agents:", ", ".join(sorted(AGENTS)))

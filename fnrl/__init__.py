@@ -147,6 +147,7 @@ from fnrl.policy_gradients import (
     trpo_surrogate,
     value_loss,
 )
+from fnrl.parallel import batch_mesh, batch_sharding, vmap_over_devices
 from fnrl.rollout import (
     PolicyOutput,
     RolloutCarry,
