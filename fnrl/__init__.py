@@ -3,7 +3,8 @@
 The flat public API: the building blocks are re-exported here (`fnrl.gae`, `fnrl.q_learning`, ...);
 the modules (`fnrl.returns`, `fnrl.value_learning`, ...) stay importable for namespaced use, and a few
 generic names live only there (`fnrl.checkpoint.save`/`restore`/`latest`, `fnrl.preprocessing.clip`/
-`stack`/`from_spec`, `fnrl.networks.counter`/`switch`); environments are `fnrl.envs`.
+`stack`/`from_spec`, `fnrl.networks.counter`/`switch`, `fnrl.replay.set_memory`, `fnrl.rollout.replay`,
+whose name the `fnrl.replay` module takes); environments are `fnrl.envs`.
 """
 
 from fnrl.returns import (
@@ -148,6 +149,25 @@ from fnrl.policy_gradients import (
     value_loss,
 )
 from fnrl.parallel import batch_mesh, batch_sharding, vmap_over_devices
+from fnrl.replay import (
+    MixtureInfo,
+    ReplayBuffer,
+    ReplayState,
+    SampleInfo,
+    Session,
+    SessionPool,
+    Step,
+    Transition,
+    n_step_transition,
+    n_step_transitions,
+    naive_prioritized_replay,
+    prioritized_replay,
+    replay_from_spec,
+    sample_mixture,
+    session_pool,
+    trajectory_steps,
+    uniform_replay,
+)
 from fnrl.rollout import (
     PolicyOutput,
     RolloutCarry,
@@ -155,7 +175,6 @@ from fnrl.rollout import (
     collect,
     collect_async,
     make_act,
-    replay,
     reset_memory,
     rollout_init,
     unroll,
