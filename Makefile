@@ -28,6 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.returns_bench
 	$(BIN)/python -m benchmarks.env_bench
+	$(BIN)/python -m benchmarks.replay_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
