@@ -163,8 +163,8 @@ def _check_positive_int(fn: str, name: str, value: Any) -> int:
     return int(value)
 
 
-def _check_items(fn: str, stored: PyTree, items: PyTree) -> tuple[PyTree, int, bool]:
-    """`items` as arrays, how many there are, and whether they came as one unbatched item.
+def _check_items(fn: str, stored: PyTree, items: PyTree) -> tuple[PyTree, int]:
+    """`items` as a batch of arrays (one unbatched item gets a leading axis of 1), and its size.
 
     Every leaf must have the stored leaf's dtype and either its item shape (one item) or a
     leading batch axis before it (the same length on every leaf)."""
@@ -189,7 +189,7 @@ def _check_items(fn: str, stored: PyTree, items: PyTree) -> tuple[PyTree, int, b
         raise ValueError(f"{fn}: `items` leaves mix one item and batches, or batch sizes {sorted(counts)}")
     one = single == {True}
     arrays = jax.tree.map(lambda s, x: jnp.asarray(x)[None] if one else jnp.asarray(x), stored, items)
-    return arrays, 1 if one else counts.pop(), one
+    return arrays, 1 if one else counts.pop()
 
 
 # ------------------------------------------------------------------------------------ n-step
@@ -300,7 +300,7 @@ def _make(fn: str, capacity: int, *, lanes: int, steps: bool, n_step: int, disco
         return ok
 
     def add(state: ReplayState, items: PyTree) -> ReplayState:
-        items, count, _ = _check_items(f"{fn}.add", state.items, items)
+        items, count = _check_items(f"{fn}.add", state.items, items)
         if count % lanes:
             raise ValueError(f"{fn}.add: with lanes={lanes}, `items` must be whole rows: a multiple of "
                              f"{lanes} items, got {count}")
@@ -466,21 +466,25 @@ def naive_prioritized_replay(capacity: int, *, alpha: float = 1.0, beta: float =
 def replay_from_spec(spec: dict, **defaults: Any) -> ReplayBuffer:
     """A buffer from a TensorForce memory spec: `{"type": "replay" | "prioritized_replay" |
     "naive_prioritized_replay", "capacity": N, "prioritization_weight": α,
-    "prioritization_constant": ε}` (`defaults` supplies other keyword arguments, e.g. lanes)."""
+    "prioritization_constant": ε, "random_sampling": True}` (`defaults` supplies other keyword
+    arguments, e.g. lanes). `random_sampling=False` is refused: sequences come from the buffer's
+    `sample_sequences`."""
     builders = {"replay": uniform_replay, "prioritized_replay": prioritized_replay,
                 "naive_prioritized_replay": naive_prioritized_replay}
     if not isinstance(spec, dict) or spec.get("type") not in builders:
         raise ValueError(f"replay_from_spec: `spec` must be a dict with type in {sorted(builders)}, got {spec!r}")
-    names = {"capacity": "capacity", "prioritization_weight": "alpha", "prioritization_constant": "epsilon",
-             "random_sampling": None}
-    unknown = set(spec) - set(names) - {"type"}
-    if unknown or (spec["type"] == "replay" and {"prioritization_weight", "prioritization_constant"} & set(spec)):
-        raise ValueError(f"replay_from_spec: unsupported keys for {spec['type']!r}: "
-                         f"{sorted(unknown or {'prioritization_weight', 'prioritization_constant'} & set(spec))}")
+    names = {"capacity": "capacity", "prioritization_weight": "alpha", "prioritization_constant": "epsilon"}
+    # random_sampling=True is TensorForce's default (what `sample` does); False asks for sequences.
+    unknown = set(spec) - set(names) - {"type"} - ({"random_sampling"} if spec.get("random_sampling") is True else set())
+    if spec["type"] == "replay":
+        unknown |= {"prioritization_weight", "prioritization_constant"} & set(spec)
+    if unknown:
+        hint = " (sequences: call the buffer's sample_sequences)" if "random_sampling" in unknown else ""
+        raise ValueError(f"replay_from_spec: unsupported keys for {spec['type']!r}: {sorted(unknown)}{hint}")
     if "capacity" not in spec:
         raise ValueError("replay_from_spec: `spec` needs a `capacity`")
     kwargs = dict(defaults)
-    kwargs.update({names[k]: v for k, v in spec.items() if names.get(k)})
+    kwargs.update({names[k]: v for k, v in spec.items() if k in names})
     return builders[spec["type"]](**kwargs)
 
 

@@ -553,6 +553,7 @@ def test_naive_replay_from_spec_samples_by_priority():
     ({"type": "replay", "capacity": 10, "prioritization_weight": 0.5}, "prioritization_weight"),
     ({"type": "prioritized_replay", "capacity": 10, "include_next_states": True}, "include_next_states"),
     ({"type": "replay"}, "needs a `capacity`"),
+    ({"type": "replay", "capacity": 10, "random_sampling": False}, "sample_sequences"),
 ])
 def test_replay_from_spec_errors(spec, match):
     with pytest.raises(ValueError, match=match):
