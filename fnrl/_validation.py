@@ -124,3 +124,12 @@ def check_static_range(
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
         raise ValueError(f"{where}argument `{name}` must lie in [{lo}, {hi}], got {value}")
+
+
+def check_positive_int(fn: str | None, name: str, value: Any) -> int:
+    """Checks a static count (capacity, batch size, width) is an int >= 1 (not a bool) and
+    returns it as a Python int."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        where = f"{fn}: " if fn else ""
+        raise ValueError(f"{where}argument `{name}` must be a positive int, got {value!r}")
+    return int(value)

@@ -16,6 +16,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from fnrl._validation import check_positive_int
+
 BATCH_AXIS = "batch"
 
 
@@ -25,8 +27,7 @@ def batch_mesh(batch_size: int, devices: Sequence[jax.Device] | None = None) -> 
     Slices stay equal, so no device pads or idles: 8 runs on 3 devices use 2 of them (4 runs each),
     and a batch of 1 uses one device.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_mesh: batch_size must be a positive int, got {batch_size!r}")
+    batch_size = check_positive_int("batch_mesh", "batch_size", batch_size)
     devices = list(jax.local_devices() if devices is None else devices)
     if not devices:
         raise ValueError("batch_mesh: devices must hold at least one device")

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from fnrl._validation import check_array
+from fnrl._validation import check_array, check_positive_int
 from fnrl.types import Array, ArrayLike
 
 # TensorForce's `util.epsilon`, used by Standardize, Normalize and RunningStandardize.
@@ -113,11 +113,6 @@ def _static_number(fn: str, name: str, value: Any, low: float | None = None,
         bracket = "(" if strict_low else "["
         raise ValueError(f"{fn}: argument `{name}` must be a finite number in {bracket}{lo}, {hi}], "
                          f"got {value!r}")
-
-
-def _positive_int(fn: str, name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{fn}: argument `{name}` must be a positive int, got {value!r}")
 
 
 def _batch(fn: str, x: Any, min_obs_rank: int = 0) -> Array:
@@ -486,8 +481,8 @@ def image_resize(width: int, height: int, method: str = "bilinear",
     (identical for the usual square 84×84). The output is float (uint8 frames become float32).
     """
     fn = "image_resize"
-    _positive_int(fn, "width", width)
-    _positive_int(fn, "height", height)
+    check_positive_int(fn, "width", width)
+    check_positive_int(fn, "height", height)
     if not isinstance(antialias, bool):
         raise ValueError(f"{fn}: argument `antialias` must be a bool, got {antialias!r}")
     try:
@@ -526,7 +521,7 @@ def frame_stack(length: int = 2) -> Preprocessor:
     stay uint8), and `x` must keep the dtype it had at `init`.
     """
     fn = "frame_stack"
-    _positive_int(fn, "length", length)
+    check_positive_int(fn, "length", length)
 
     def init(x: Any) -> FrameStackState:
         x = _batch(fn, x, min_obs_rank=1)

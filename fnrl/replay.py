@@ -34,8 +34,8 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from fnrl._validation import check_positive_int
 from fnrl.types import Array, PRNGKey, PyTree
 
 
@@ -157,10 +157,12 @@ def _last_occurrence(indices: Array) -> Array:
 
 
 # ------------------------------------------------------------------------------------ checks
-def _check_positive_int(fn: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{fn}: argument `{name}` must be a positive int, got {value!r}")
-    return int(value)
+def _check_indices(fn: str, indices: Any) -> Array:
+    """`indices` as an array of slots, which must be rank 1 and of an integer dtype."""
+    indices = jnp.asarray(indices)
+    if indices.ndim != 1 or not jnp.issubdtype(indices.dtype, jnp.integer):
+        raise ValueError(f"{fn}: `indices` must be a rank-1 int array, got {indices.dtype}{tuple(indices.shape)}")
+    return indices
 
 
 def _check_items(fn: str, stored: PyTree, items: PyTree) -> tuple[PyTree, int]:
@@ -235,7 +237,7 @@ def n_step_transitions(steps: Step, n: int, discount: float | Array) -> tuple[Tr
     """Every n-step transition of a time-major stream `[T, ...]` whose window fits: starts
     0 … T − n − 1, as `[T − n, ...]` transitions, with `valid` (False where the start is a
     reset step, which learning must mask out). See `n_step_transition`."""
-    n = _check_positive_int("n_step_transitions", "n", n)
+    n = check_positive_int("n_step_transitions", "n", n)
     length = steps.reward.shape[0]
     if length <= n:
         raise ValueError(f"n_step_transitions: `steps` needs more than n={n} rows, got {length}")
@@ -264,9 +266,9 @@ def trajectory_steps(trajectory: Any, extras: PyTree = ()) -> Step:
 def _make(fn: str, capacity: int, *, lanes: int, steps: bool, n_step: int, discount: Optional[float],
           keep_terminal_states: bool, alpha: float, beta: float, epsilon: float, prioritized: bool,
           tree_sampling: bool = True) -> ReplayBuffer:
-    capacity = _check_positive_int(fn, "capacity", capacity)
-    lanes = _check_positive_int(fn, "lanes", lanes)
-    n_step = _check_positive_int(fn, "n_step", n_step)
+    capacity = check_positive_int(fn, "capacity", capacity)
+    lanes = check_positive_int(fn, "lanes", lanes)
+    n_step = check_positive_int(fn, "n_step", n_step)
     if capacity % lanes:
         raise ValueError(f"{fn}: `capacity` ({capacity}) must be a multiple of `lanes` ({lanes})")
     if steps and discount is None:
@@ -349,7 +351,7 @@ def _make(fn: str, capacity: int, *, lanes: int, steps: bool, n_step: int, disco
         with P(i) = p_i / Σ p (uniform: over the sampleable slots), and importance weights
         w_i = (N · P(i))^−β / max_batch w (Schaul et al. 2016; `beta` overrides the buffer's, for
         annealing). Undefined while `can_sample(state, 1)` is False."""
-        batch_size = _check_positive_int(f"{fn}.sample", "batch_size", batch_size)
+        batch_size = check_positive_int(f"{fn}.sample", "batch_size", batch_size)
         total = state.tree[1]
         if tree_sampling:
             slots = _tree_find(state.tree, jax.random.uniform(key, (batch_size,)) * total)
@@ -376,8 +378,8 @@ def _make(fn: str, capacity: int, *, lanes: int, steps: bool, n_step: int, disco
         learners), uniform over the start slots whose whole sequence is stored, with replacement.
         Also returns the start slots. Episode boundaries inside a sequence are the caller's to
         mask (`valid`, `terminated`). Undefined until `length` rows are stored."""
-        batch_size = _check_positive_int(f"{fn}.sample_sequences", "batch_size", batch_size)
-        length = _check_positive_int(f"{fn}.sample_sequences", "length", length)
+        batch_size = check_positive_int(f"{fn}.sample_sequences", "batch_size", batch_size)
+        length = check_positive_int(f"{fn}.sample_sequences", "length", length)
         if length * lanes > capacity:
             raise ValueError(f"{fn}.sample_sequences: `length` {length} exceeds the {capacity // lanes} rows stored")
         starts = jnp.maximum(state.size - (length - 1) * lanes, 1)
@@ -394,11 +396,8 @@ def _make(fn: str, capacity: int, *, lanes: int, steps: bool, n_step: int, disco
     def update_priorities(state: ReplayState, indices: Array, priorities: Array) -> ReplayState:
         """Sets slots' priorities to (p + ε)^α (e.g. p = |TD error|); a repeated index keeps its
         last value. Slots overwritten since they were sampled get the new priority too."""
-        indices = jnp.asarray(indices)
+        indices = _check_indices(f"{fn}.update_priorities", indices)
         priorities = jnp.asarray(priorities, jnp.float32)
-        if indices.ndim != 1 or not jnp.issubdtype(indices.dtype, jnp.integer):
-            raise ValueError(f"{fn}.update_priorities: `indices` must be a rank-1 int array, got "
-                             f"{indices.dtype}{tuple(indices.shape)}")
         if priorities.shape != indices.shape:
             raise ValueError(f"{fn}.update_priorities: `priorities` must have the shape of `indices` "
                              f"{tuple(indices.shape)}, got {tuple(priorities.shape)}")
@@ -512,7 +511,7 @@ def sample_mixture(agent_buffer: ReplayBuffer, agent_state: ReplayState, demo_bu
     and the rest from the agent's own (DQfD, Hester et al. 2018; TensorForce `demo_sampling_ratio`,
     `demo_memory_capacity`). Both buffers must store items of the same structure. Importance
     weights stay per buffer; update each buffer's priorities with its own part of the batch."""
-    batch_size = _check_positive_int("sample_mixture", "batch_size", batch_size)
+    batch_size = check_positive_int("sample_mixture", "batch_size", batch_size)
     if not 0.0 <= demo_fraction <= 1.0:
         raise ValueError(f"sample_mixture: `demo_fraction` must lie in [0, 1], got {demo_fraction}")
     demos = int(round(demo_fraction * batch_size))
@@ -572,17 +571,14 @@ def session_pool(max_pool_size: int) -> SessionPool:
 
     def select_session_batch(state: ReplayState, indices: Array) -> PyTree:
         """The sessions in pool slots `indices` (AgentNet `select_session_batch`)."""
-        indices = jnp.asarray(indices)
-        if indices.ndim != 1 or not jnp.issubdtype(indices.dtype, jnp.integer):
-            raise ValueError(f"select_session_batch: `indices` must be a rank-1 int array, got "
-                             f"{indices.dtype}{tuple(indices.shape)}")
+        indices = _check_indices("select_session_batch", indices)
         return time_major(jax.tree.map(lambda x: x[indices], state.items))
 
     def sample_session_batch(state: ReplayState, key: PRNGKey, n: int) -> tuple[PyTree, Array, Array]:
         """`n` distinct sessions in random order, with their slots and a `valid` mask: when the
         pool holds fewer than `n`, only the first `size` rows are real (AgentNet returns
         min(n, pool size) sessions; a jitted program keeps the shape fixed instead)."""
-        n = _check_positive_int("sample_session_batch", "n", n)
+        n = check_positive_int("sample_session_batch", "n", n)
         if n > max_pool_size:
             raise ValueError(f"sample_session_batch: `n` ({n}) exceeds max_pool_size ({max_pool_size})")
         scores = jnp.where(state.sampleable, jax.random.uniform(key, (max_pool_size,)), 2.0)

@@ -67,5 +67,5 @@ def test_one_device_is_plain_vmap():
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5])
 def test_batch_mesh_rejects_bad_sizes(bad):
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_mesh: argument `batch_size` must be a positive int"):
         fnrl.batch_mesh(bad)
