@@ -211,3 +211,20 @@ def test_collect_async_equals_collect_for_a_deterministic_policy():
     last_s.env_state.close(), last_a.env_state.close()
     with pytest.raises(ValueError, match="`lanes`"):
         rollout.collect_async(policy, aenv, last_a, 2, lanes=(np.array([0, 1, 2]), np.array([2, 3, 4])))
+
+
+def _draws(key):
+    return jax.random.split(key, 3), jax.random.categorical(key, jnp.zeros((5, 4))), jax.random.normal(key, (7,))
+
+
+def test_host_ticks_lower_threefry_unrolled_with_the_same_bits():
+    key = jax.random.PRNGKey(11)
+    lower = lambda: jax.jit(lambda k: _draws(k)).lower(key)  # noqa: E731  (a new function: no cached lowering)
+    rolled = lower()
+    with rollout._unrolled_threefry():
+        unrolled = lower()
+    assert "while" in rolled.as_text()  # JAX's CPU lowering: a rolled loop
+    assert "while" not in unrolled.as_text()
+    assert "while" in lower().as_text()  # the CPU rule is back after the context
+    for a, b in zip(jax.tree.leaves(rolled.compile()(key)), jax.tree.leaves(unrolled.compile()(key))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
