@@ -39,20 +39,23 @@ from fnrl import envs
 NUM_ENVS = {"CartPole-v1": (16, 64, 256), "Pong-v5": (8, 16, 32), "HalfCheetah-v5": (16, 64, 256)}
 QUICK_NUM_ENVS = {"CartPole-v1": (16, 256), "Pong-v5": (16,), "HalfCheetah-v5": (16, 256)}
 MODES = ("raw", "sync", "async")
-NOTE = """Where a tick's time goes (timers around the loop's pieces, fastest of 7 rollouts, this machine):
-for CartPole with 16 envs a raw envpool step takes ≈ 55 µs; fnrl's jitted policy tick ≈ 90 µs —
-dispatch is ≈ 5 µs, the rest is XLA:CPU running a tiny graph whose cost is mostly its rolled
-threefry loops (≈ 25 µs each: the tick's key split, `agents.policy.sample`'s per-part split, the
-categorical's random bits) — then the adapter's step ≈ raw + 20 µs (action check, `valid` flags,
-episode statistics) and ≈ 10 µs of bookkeeping and end-of-rollout stacking. The policy tick alone
-costs more than a raw CartPole step, so cheap envs stay well below 80% at every env count here:
-that is the floor. Envs whose steps cost more than the policy (Pong; HalfCheetah at 256 envs,
-where the beta policy's gamma sampling costs ≈ 1.5 ms per tick) come close to or pass 80%. The
-async lanes hide policy time only where a core idles while envs step: on this 2-core machine
-envpool's threads already use both cores and the policy runs twice per tick (once per lane), so
-async is at best level with sync here; with more cores than env threads it overlaps the two.
-Measured while other jobs shared the 2 cores (load ≈ 4–5): between runs a ratio moves by up to ~15
-points, and a ratio above 100% means fnrl and raw are level within that noise."""
+NOTE = """Where a tick's time goes (timers around the loop's pieces). A host tick is one jitted policy
+call, one env call and bookkeeping. On 2026-11-22's machine (raw CartPole, 16 envs: ≈ 55 µs per
+step) the policy tick took ≈ 90 µs, mostly JAX's rolled threefry loops on CPU (the tick's key split,
+`agents.policy.sample`'s per-part split, the categorical's bits). Host ticks are now lowered with the
+unrolled threefry (`fnrl.rollout._unrolled_threefry`, the same bits): on 2026-12-03's machine, in
+one process, PPO's 16-env CartPole tick took ≈ 85 µs against ≈ 140 µs rolled (medians). The
+adapter's step adds ≈ 20 µs over raw (action check, `valid` flags, episode statistics) and
+bookkeeping and end-of-rollout stacking ≈ 10 µs. A CartPole step still costs less than the policy
+tick, so cheap envs stay well below 80% at every env count here: per-tick dispatch plus the policy
+is the floor. Envs whose steps cost more than the policy come close to or pass 80% (HalfCheetah at
+256 envs). 2026-12-03's machine is slower than 2026-11-22's (raw CartPole at 16 envs 80k against
+197k steps/s) and Pong's ratio fell from 84% to ≈ 48% with or without the threefry change (a
+`--quick` run before it gave 46%): Pong's policy multiplies 28,224 features by 64 twice per tick,
+competing with envpool's threads for the 2 cores. The async lanes hide policy time only where a core
+idles while envs step: envpool's threads already use both cores here and the policy runs twice per
+tick (once per lane), so async is at best level with sync on this machine; with more cores than env
+threads it overlaps the two. Between runs a ratio moves by up to ~15 points on this shared machine."""
 
 
 def fnrl_runner(env_id: str, num_envs: int, ticks: int, num_steps: int, pipelined: bool) -> Callable[[], float]:
