@@ -212,6 +212,13 @@ def _chunk_fn(trainer: Trainer, length: int, seeds: int):
     return jax.jit(chunk)
 
 
+def chunk_length(num_updates: int, requested: int | None = None) -> int:
+    """Updates per jitted chunk: the largest divisor of `num_updates` up to `requested`
+    (default 1/50 of the run), so no shorter last chunk costs a second compilation."""
+    target = max(1, min(requested or max(1, num_updates // 50), num_updates))
+    return max(d for d in range(1, target + 1) if num_updates % d == 0)
+
+
 class _Backend:
     """How a run starts and advances: jitted scans of `update` (jax), or the host loop (envpool).
 
@@ -327,9 +334,7 @@ def train(args) -> int:
         print(f"resuming {out} at update {done}/{trainer.num_updates}")
 
     total = trainer.num_updates
-    # A chunk length dividing the run: a shorter last chunk would cost a second compilation.
-    target = max(1, min(args.chunk or max(1, total // 50), total))
-    chunk_len = max(d for d in range(1, target + 1) if total % d == 0)
+    chunk_len = chunk_length(total, args.chunk)
     every = max(1, args.checkpoint_every or max(1, total // 10))
     backend.prepare(states, chunk_len)
 

@@ -105,6 +105,13 @@ def test_final_return_takes_the_last_tenth_of_episodes():
     np.testing.assert_allclose(cli.final_returns(sums, counts), [100.0])
 
 
+@pytest.mark.parametrize("num_updates, requested, expected", [
+    (976, None, 16),  # 976 = 16 · 61: the largest divisor up to 976 // 50 = 19
+    (100, None, 2), (97, None, 1), (10, 4, 2), (10, 5, 5), (10, 50, 10), (1, None, 1)])
+def test_chunk_length_divides_the_run(num_updates, requested, expected):
+    assert cli.chunk_length(num_updates, requested) == expected
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(SystemExit, match="unknown agent"):
         cli.main(["train", "nope", "--env", "CartPole-v1", "--out", str(tmp_path / "a")])
