@@ -22,9 +22,8 @@ of an asynchronous pool step while the policy acts for the other half.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -197,14 +196,15 @@ _jitted_act = jax.jit(_act)
 _UNCHANGED = jax.tree_util.Partial(lambda action: action)
 
 
-def _threefry_lowerings() -> tuple[dict, Any, Any] | None:
-    """(CPU lowering table, threefry primitive, JAX's platform-independent threefry rule), or
-    None when this JAX keeps them elsewhere (then ticks keep the CPU rule)."""
+def _threefry_lowerings() -> tuple[dict, Any, Any, Any] | None:
+    """(CPU lowering table, threefry primitive, its CPU rule, JAX's platform-independent rule),
+    or None when this JAX keeps them elsewhere (then ticks keep the CPU rule)."""
     try:
         from jax._src.interpreters import mlir as jax_mlir
         from jax.extend.random import threefry2x32_p
 
-        return jax_mlir._platform_specific_lowerings["cpu"], threefry2x32_p, jax_mlir._lowerings[threefry2x32_p]
+        table = jax_mlir._platform_specific_lowerings["cpu"]
+        return table, threefry2x32_p, table[threefry2x32_p], jax_mlir._lowerings[threefry2x32_p]
     except (ImportError, AttributeError, KeyError):
         return None
 
@@ -212,37 +212,38 @@ def _threefry_lowerings() -> tuple[dict, Any, Any] | None:
 _THREEFRY_LOWERINGS = _threefry_lowerings()
 
 
-@contextlib.contextmanager
-def _unrolled_threefry() -> Iterator[None]:
+class _UnrolledThreefry:
     """Programs lowered inside this context draw their threefry random bits with JAX's unrolled
     lowering instead of the rolled loop JAX uses on CPU.
 
     JAX lowers threefry2x32 on CPU as a 5-iteration `while` loop (a smaller program, compiled
     faster). In a host loop's per-tick program that loop's ~80 small XLA:CPU thunks per draw
     are most of the tick: PPO's CartPole tick for 16 envs (key split, per-part split,
-    categorical) took ≈ 140 µs rolled and ≈ 85 µs unrolled here (medians, shared 2-core machine). The bits are the same either way (same
-    algorithm, Salmon et al. 2011), so only speed changes. Where this JAX version keeps its
-    lowering tables elsewhere the context does nothing. A function JAX already lowered outside
-    the context keeps that (cached) lowering.
+    categorical) took ≈ 140 µs rolled and ≈ 85 µs unrolled here (medians, shared 2-core
+    machine). The bits are the same either way (same algorithm, Salmon et al. 2011), so only
+    speed changes. Where this JAX version keeps its lowering tables elsewhere the context does
+    nothing. A function JAX already lowered outside the context keeps that (cached) lowering.
+    A plain class, not `contextlib`: it is entered on every host tick (≈ 0.4 µs, not 2). On exit
+    the CPU rule JAX had when fnrl.rollout was imported is back (a nested exit restores it early: only speed changes).
     """
-    if _THREEFRY_LOWERINGS is None:
-        yield
-        return
-    table, primitive, unrolled = _THREEFRY_LOWERINGS
-    rolled = table.get(primitive)
-    table[primitive] = unrolled
-    try:
-        yield
-    finally:
-        if rolled is None:
-            del table[primitive]
-        else:
+
+    def __enter__(self) -> None:
+        if _THREEFRY_LOWERINGS is not None:
+            table, primitive, _, unrolled = _THREEFRY_LOWERINGS
+            table[primitive] = unrolled
+
+    def __exit__(self, *exc: Any) -> None:
+        if _THREEFRY_LOWERINGS is not None:
+            table, primitive, rolled, _ = _THREEFRY_LOWERINGS
             table[primitive] = rolled
+
+
+_unrolled_threefry = _UnrolledThreefry()
 
 
 def _unrolled_tick(*args: Any) -> tuple:
     """`_jitted_act` lowered (on its first call per signature) with `_unrolled_threefry`."""
-    with _unrolled_threefry():
+    with _unrolled_threefry:
         return _jitted_act(*args)
 
 
