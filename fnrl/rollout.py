@@ -223,8 +223,9 @@ class _UnrolledThreefry:
     machine). The bits are the same either way (same algorithm, Salmon et al. 2011), so only
     speed changes. Where this JAX version keeps its lowering tables elsewhere the context does
     nothing. A function JAX already lowered outside the context keeps that (cached) lowering.
-    A plain class, not `contextlib`: it is entered on every host tick (≈ 0.4 µs, not 2). On exit
-    the CPU rule JAX had when fnrl.rollout was imported is back (a nested exit restores it early: only speed changes).
+    A plain class, not `contextlib`: it is entered on every host tick (≈ 0.4 µs, not 2). On
+    exit the CPU rule JAX had when fnrl.rollout was imported is back (a nested exit restores it
+    early: only speed changes).
     """
 
     def __enter__(self) -> None:
