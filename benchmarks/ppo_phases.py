@@ -133,8 +133,8 @@ def to_markdown(results: list[dict], opt_levels: bool) -> str:
         / sum(r["plain"][k] for k in ("lower", "compile", "run")) for r in results)
     lines = ["\n".join(rows), f"\nfnrl / plain total, median of the per-repeat ratios: {ratio:.2f}."]
     if opt_levels:
-        levels = ", ".join(f"O{level}: compile {m('fnrl', f'compile_o{level}'):.2f} s, run {m('fnrl', f'run_o{level}'):.2f} s"
-                           for level in OPT_LEVELS)
+        levels = ", ".join(f"O{level}: compile {m('fnrl', f'compile_o{level}'):.2f} s, "
+                           f"run {m('fnrl', f'run_o{level}'):.2f} s" for level in OPT_LEVELS)
         lines.append(f"The fnrl chunk at other XLA backend optimization levels (default 3: compile "
                      f"{m('fnrl', 'compile'):.2f} s, run {m('fnrl', 'run'):.2f} s): {levels}.")
     return "\n".join(lines)
@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
         body = (f"{args.steps:,} env steps of CartPole-v1 (pure-JAX backend), PPOConfig defaults, {args.repeats} "
                 f"fresh processes (plain and fnrl alternate first), medians; 1-minute load average "
                 f"{load:.1f} at the start.\n\n{report}\n\n{NOTES}")
-        command = f"python -m benchmarks.ppo_phases --repeats {args.repeats}" + (" --opt-levels" if args.opt_levels else "")
+        command = f"python -m benchmarks.ppo_phases --repeats {args.repeats}"
+        command += " --opt-levels" if args.opt_levels else ""
         update_section("ppo_phases", "Cold-start phases of PPO: fnrl against plain JAX (`benchmarks/ppo_phases.py`)",
                        f"{command} --write", body)
         print("updated BENCHMARKS.md")
