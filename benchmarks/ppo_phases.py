@@ -6,15 +6,15 @@ subprocess (nothing compiled yet, compilation caches off) that times, in this or
 - plain (`benchmarks/plain_ppo.py`): tracing + lowering, XLA compilation, the run;
 - fnrl, the calls `agents.cli` makes for one seed on the pure-JAX backend: building the trainer,
   tracing + lowering `init`, compiling it (XLA optimization level 0, as the CLI does), running it,
-  lowering the chunk of updates (`agents.cli.chunk_length`), compiling it, and the run: every
-  chunk with its metrics fetched to the host (the CLI's loop without metrics.csv, progress bar
-  and checkpoints, which cost ≈ 0.1 s in all);
-- with `--opt-levels`, the same chunk compiled again at XLA backend optimization levels 1 and 2
-  (compile seconds and run seconds of each), a compile-time lever the CLI could pull.
+  lowering the chunk of updates (`agents.cli.chunk_length`) inside `fnrl.unrolled_threefry()`,
+  compiling it, and the run: every chunk with its metrics fetched to the host (the CLI's loop
+  without metrics.csv, progress bar and checkpoints, which cost ≈ 0.1 s in all);
+- with `--rolled`, the same chunk lowered again with JAX's default (rolled) threefry lowering on
+  CPU, compiled and run: what the CLI did before it lowered chunks unrolled.
 
 Figures are medians over repeats; plain and fnrl alternate first from one repeat to the next.
 
-    python -m benchmarks.ppo_phases --repeats 5 --opt-levels --write
+    python -m benchmarks.ppo_phases --repeats 5 --rolled --write
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import time
 from benchmarks._report import update_section
 
 STEPS = 500_000
-OPT_LEVELS = (1, 2)
 FNRL_BEFORE_RUN = ("build", "init_lower", "init_compile", "init_run", "lower", "compile")
 PLAIN_BEFORE_RUN = ("lower", "compile")
 
@@ -62,9 +61,10 @@ def _run_chunks(chunk, states, num_chunks: int):
     return states
 
 
-def _fnrl_phases(steps: int, opt_levels: bool) -> dict:
+def _fnrl_phases(steps: int, rolled: bool) -> dict:
     import jax
 
+    import fnrl
     from agents import cli
 
     (_, trainer, _), build = _timed(cli.make_run, "ppo", "CartPole-v1", "jax", 1, {"total_steps": steps})
@@ -73,35 +73,36 @@ def _fnrl_phases(steps: int, opt_levels: bool) -> dict:
     init, init_compile = _timed(init_lowered.compile, {"xla_backend_optimization_level": 0})
     states, init_run = _timed(lambda: jax.block_until_ready(init(keys)))
     length = cli.chunk_length(trainer.num_updates)
-    lowered, lower = _timed(cli._chunk_fn(trainer, length, 1).lower, states)
+    with fnrl.unrolled_threefry():
+        lowered, lower = _timed(cli._chunk_fn(trainer, length, 1).lower, states)
     chunk, compile_ = _timed(lowered.compile)
     num_chunks = trainer.num_updates // length
     _, run = _timed(lambda: jax.block_until_ready(_run_chunks(chunk, states, num_chunks)))
     out = {"build": build, "init_lower": init_lower, "init_compile": init_compile, "init_run": init_run,
            "lower": lower, "compile": compile_, "run": run, "chunk": length}
-    if opt_levels:
-        for level in OPT_LEVELS:
-            other, out[f"compile_o{level}"] = _timed(lowered.compile, {"xla_backend_optimization_level": level})
-            _, out[f"run_o{level}"] = _timed(lambda: jax.block_until_ready(_run_chunks(other, states, num_chunks)))
+    if rolled:
+        other, out["lower_rolled"] = _timed(cli._chunk_fn(trainer, length, 1).lower, states)
+        other, out["compile_rolled"] = _timed(other.compile)
+        _, out["run_rolled"] = _timed(lambda: jax.block_until_ready(_run_chunks(other, states, num_chunks)))
     return out
 
 
-def child(steps: int, plain_first: bool, opt_levels: bool) -> dict:
+def child(steps: int, plain_first: bool, rolled: bool) -> dict:
     """One repeat, in this (fresh) process."""
     import jax
 
     jax.config.update("jax_enable_compilation_cache", False)
     order = ("plain", "fnrl") if plain_first else ("fnrl", "plain")
-    runs = {"plain": lambda: _plain_phases(steps), "fnrl": lambda: _fnrl_phases(steps, opt_levels)}
+    runs = {"plain": lambda: _plain_phases(steps), "fnrl": lambda: _fnrl_phases(steps, rolled)}
     return {name: runs[name]() for name in order}
 
 
-def measure(steps: int, repeats: int, opt_levels: bool) -> list[dict]:
+def measure(steps: int, repeats: int, rolled: bool) -> list[dict]:
     results = []
     for rep in range(repeats):
         cmd = [sys.executable, "-m", "benchmarks.ppo_phases", "--child", "--steps", str(steps)]
         cmd += ["--plain-first"] if rep % 2 == 0 else []
-        cmd += ["--opt-levels"] if opt_levels else []
+        cmd += ["--rolled"] if rolled else []
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"ppo_phases child failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -114,7 +115,7 @@ def _median(results: list[dict], side: str, key: str) -> float:
     return statistics.median(r[side][key] for r in results)
 
 
-def to_markdown(results: list[dict], opt_levels: bool) -> str:
+def to_markdown(results: list[dict], rolled: bool) -> str:
     m = lambda side, key: _median(results, side, key)  # noqa: E731
     fnrl_compile = sum(m("fnrl", k) for k in FNRL_BEFORE_RUN)
     plain_compile = sum(m("plain", k) for k in PLAIN_BEFORE_RUN)
@@ -134,11 +135,11 @@ def to_markdown(results: list[dict], opt_levels: bool) -> str:
         sum(r["fnrl"][k] for k in FNRL_BEFORE_RUN + ("run",)) / sum(r["plain"][k] for k in PLAIN_BEFORE_RUN + ("run",))
         for r in results)
     lines = ["\n".join(rows), f"\nfnrl / plain total, median of the per-repeat ratios: {ratio:.2f}."]
-    if opt_levels:
-        levels = ", ".join(f"O{level}: compile {m('fnrl', f'compile_o{level}'):.2f} s, "
-                           f"run {m('fnrl', f'run_o{level}'):.2f} s" for level in OPT_LEVELS)
-        lines.append(f"The fnrl chunk at other XLA backend optimization levels (default 3: compile "
-                     f"{m('fnrl', 'compile'):.2f} s, run {m('fnrl', 'run'):.2f} s): {levels}.")
+    if rolled:
+        lines.append(f"The same fnrl chunk lowered with JAX's rolled threefry loop (the CPU default): "
+                     f"trace + lower {m('fnrl', 'lower_rolled'):.2f} s, compile {m('fnrl', 'compile_rolled'):.2f} s, "
+                     f"run {m('fnrl', 'run_rolled'):.2f} s; unrolled (the CLI): {m('fnrl', 'lower'):.2f} / "
+                     f"{m('fnrl', 'compile'):.2f} / {m('fnrl', 'run'):.2f} s.")
     return "\n".join(lines)
 
 
@@ -146,24 +147,24 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=STEPS)
-    parser.add_argument("--opt-levels", action="store_true", help="also compile fnrl's chunk at O1 and O2")
+    parser.add_argument("--rolled", action="store_true", help="also lower fnrl's chunk with the rolled threefry loop")
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--plain-first", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.steps, args.plain_first, args.opt_levels)))
+        print(json.dumps(child(args.steps, args.plain_first, args.rolled)))
         return
     load = os.getloadavg()[0]
-    results = measure(args.steps, args.repeats, args.opt_levels)
-    report = to_markdown(results, args.opt_levels)
+    results = measure(args.steps, args.repeats, args.rolled)
+    report = to_markdown(results, args.rolled)
     print(report)
     if args.write:
         body = (f"{args.steps:,} env steps of CartPole-v1 (pure-JAX backend), PPOConfig defaults, {args.repeats} "
                 f"fresh processes (plain and fnrl alternate first), medians; 1-minute load average "
                 f"{load:.1f} at the start.\n\n{report}\n\n{NOTES}")
         command = f"python -m benchmarks.ppo_phases --repeats {args.repeats}"
-        command += " --opt-levels" if args.opt_levels else ""
+        command += " --rolled" if args.rolled else ""
         update_section("ppo_phases", "Cold-start phases of PPO: fnrl against plain JAX (`benchmarks/ppo_phases.py`)",
                        f"{command} --write", body)
         print("updated BENCHMARKS.md")
@@ -174,7 +175,15 @@ plain program compiles its `init` inside the training program at full optimizati
 `init` on its own at level 0, then a chunk of updates) and then run the same arithmetic — the
 learning phase alone is 16 minibatch steps of forward and backward passes of two 64-64 MLPs on 128
 samples per update, ≈ 1e11 FLOP of matrix products over the run (from the shapes). Where the two
-columns differ is where fnrl costs or saves time against a program that does the same work."""
+columns differ is where fnrl costs or saves time against a program that does the same work.
+
+XLA:CPU spends most of a compile generating one kernel per fusion (≈ 10–20 ms each; a profile
+of the chunk's compile counted ≈ 200 fusion kernels with JAX's rolled threefry loops, 11 of them
+in the chunk, and ≈ 160 unrolled), so fnrl lowers its chunks inside `fnrl.unrolled_threefry()`;
+the plain program keeps JAX's default. Levers measured on 2026-12-03 that saved nothing: XLA
+backend optimization levels 1 and 2 for the chunk (compile 3.04 / 3.02 s against 2.97 s at the
+default), `xla_llvm_disable_expensive_passes`, `xla_cpu_parallel_codegen_split_count`, and an
+unrolled threefry for `init` (compiled at level 0, it compiled ≈ 0.4 s slower)."""
 
 
 if __name__ == "__main__":

@@ -178,6 +178,7 @@ from fnrl.rollout import (
     reset_memory,
     rollout_init,
     unroll,
+    unrolled_threefry,
 )
 from fnrl.types import Env, EnvSpec, Spec, TimeStep
 from fnrl.value_learning import (

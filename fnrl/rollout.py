@@ -213,20 +213,8 @@ _THREEFRY_LOWERINGS = _threefry_lowerings()
 
 
 class _UnrolledThreefry:
-    """Programs lowered inside this context draw their threefry random bits with JAX's unrolled
-    lowering instead of the rolled loop JAX uses on CPU.
-
-    JAX lowers threefry2x32 on CPU as a 5-iteration `while` loop (a smaller program, compiled
-    faster). In a host loop's per-tick program that loop's ~80 small XLA:CPU thunks per draw
-    are most of the tick: PPO's CartPole tick for 16 envs (key split, per-part split,
-    categorical) took ≈ 140 µs rolled and ≈ 85 µs unrolled here (medians, shared 2-core
-    machine). The bits are the same either way (same algorithm, Salmon et al. 2011), so only
-    speed changes. Where this JAX version keeps its lowering tables elsewhere the context does
-    nothing. A function JAX already lowered outside the context keeps that (cached) lowering.
-    A plain class, not `contextlib`: it is entered on every host tick (≈ 0.4 µs, not 2). On
-    exit the CPU rule JAX had when fnrl.rollout was imported is back (a nested exit restores it
-    early: only speed changes).
-    """
+    """The context `unrolled_threefry()` returns. A plain class, not `contextlib`: a host loop
+    enters it on every tick (≈ 0.4 µs, not 2)."""
 
     def __enter__(self) -> None:
         if _THREEFRY_LOWERINGS is not None:
@@ -239,12 +227,37 @@ class _UnrolledThreefry:
             table[primitive] = rolled
 
 
-_unrolled_threefry = _UnrolledThreefry()
+_UNROLLED_THREEFRY = _UnrolledThreefry()
+
+
+def unrolled_threefry() -> _UnrolledThreefry:
+    """A context: programs lowered inside it draw threefry random bits with JAX's unrolled
+    lowering instead of the rolled loop JAX uses on CPU. The bits are the same (same algorithm,
+    Salmon et al. 2011, "Random numbers: as easy as 1, 2, 3"); only speed changes.
+
+    On CPU, JAX lowers threefry2x32 as a 5-iteration `while` loop. XLA:CPU compiles each such
+    loop into kernels of its own, and runs it as ~80 small thunks per draw. Unrolled, the
+    rounds fuse into the surrounding code:
+    - a host loop's per-tick program runs faster: PPO's CartPole tick for 16 envs took ≈ 140 µs
+      rolled and ≈ 85 µs unrolled (`collect` and `collect_async` lower their ticks inside it);
+    - a training program compiles faster: `fnrl train ppo`'s chunk of CartPole updates
+      compiled in ≈ 2.9 s instead of ≈ 3.9 s, running just as fast (`agents.cli` lowers its
+      chunks inside it). A small program compiled at XLA level 0 (an `init`) can compile
+      slower: measure.
+
+    Usage: `with fnrl.rollout.unrolled_threefry(): lowered = jax.jit(train).lower(key)`; what is
+    lowered inside keeps the lowering (JAX caches it per function and signature). Compiled
+    programs can differ from rolled ones in float rounding (XLA fuses them differently). Where
+    this JAX version keeps its lowering tables elsewhere, the context does nothing. On exit the
+    CPU rule JAX had when fnrl.rollout was imported is back (a nested exit restores it early:
+    only speed changes).
+    """
+    return _UNROLLED_THREEFRY
 
 
 def _unrolled_tick(*args: Any) -> tuple:
-    """`_jitted_act` lowered (on its first call per signature) with `_unrolled_threefry`."""
-    with _unrolled_threefry:
+    """`_jitted_act` lowered (on its first call per signature) inside `unrolled_threefry()`."""
+    with _UNROLLED_THREEFRY:
         return _jitted_act(*args)
 
 

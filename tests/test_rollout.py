@@ -217,11 +217,11 @@ def _draws(key):
     return jax.random.split(key, 3), jax.random.categorical(key, jnp.zeros((5, 4))), jax.random.normal(key, (7,))
 
 
-def test_host_ticks_lower_threefry_unrolled_with_the_same_bits():
+def test_unrolled_threefry_lowers_without_a_loop_and_draws_the_same_bits():
     key = jax.random.PRNGKey(11)
     lower = lambda: jax.jit(lambda k: _draws(k)).lower(key)  # noqa: E731  (a new function: no cached lowering)
     rolled = lower()
-    with rollout._unrolled_threefry:
+    with rollout.unrolled_threefry():
         unrolled = lower()
     assert "while" in rolled.as_text()  # JAX's CPU lowering: a rolled loop
     assert "while" not in unrolled.as_text()
