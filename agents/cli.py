@@ -205,7 +205,7 @@ def _over_seeds(fn, seeds: int):
 
 def _chunk_fn(trainer: Trainer, length: int, seeds: int):
     """`length` updates as one jitted scan, lowered inside
-    `fnrl.unrolled_threefry()` (`_Backend.prepare`): it compiles ≈ 25% faster and runs as fast."""
+    `fnrl.unrolled_threefry()` (`_Backend.prepare`): it compiles ≈ 15–25% faster and runs as fast."""
     def chunk(states):
         step = lambda s, _: trainer.update(s)  # noqa: E731
         return _over_seeds(lambda s: jax.lax.scan(step, s, None, length=length), seeds)(states)

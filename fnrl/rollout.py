@@ -241,8 +241,8 @@ def unrolled_threefry() -> _UnrolledThreefry:
     - a host loop's per-tick program runs faster: PPO's CartPole tick for 16 envs took ≈ 140 µs
       rolled and ≈ 85 µs unrolled (`collect` and `collect_async` lower their ticks inside it);
     - a training program compiles faster: `fnrl train ppo`'s chunk of CartPole updates
-      compiled in ≈ 2.9 s instead of ≈ 3.9 s, running just as fast (`agents.cli` lowers its
-      chunks inside it). A small program compiled at XLA level 0 (an `init`) can compile
+      compiled ≈ 15–25% faster and ran just as fast (`benchmarks/ppo_phases.py --rolled`;
+      `agents.cli` lowers its chunks inside it). A small program compiled at XLA level 0 (an `init`) can compile
       slower: measure.
 
     Usage: `with fnrl.rollout.unrolled_threefry(): lowered = jax.jit(train).lower(key)`; what is
