@@ -64,7 +64,6 @@ def _run_chunks(chunk, states, num_chunks: int):
 def _fnrl_phases(steps: int, rolled: bool) -> dict:
     import jax
 
-    import fnrl
     from agents import cli
 
     (_, trainer, _), build = _timed(cli.make_run, "ppo", "CartPole-v1", "jax", 1, {"total_steps": steps})
@@ -73,8 +72,7 @@ def _fnrl_phases(steps: int, rolled: bool) -> dict:
     init, init_compile = _timed(init_lowered.compile, {"xla_backend_optimization_level": 0})
     states, init_run = _timed(lambda: jax.block_until_ready(init(keys)))
     length = cli.chunk_length(trainer.num_updates)
-    with fnrl.unrolled_threefry():
-        lowered, lower = _timed(cli._chunk_fn(trainer, length, 1).lower, states)
+    lowered, lower = _timed(cli._lower_chunk, trainer, length, 1, states)
     chunk, compile_ = _timed(lowered.compile)
     num_chunks = trainer.num_updates // length
     _, run = _timed(lambda: jax.block_until_ready(_run_chunks(chunk, states, num_chunks)))

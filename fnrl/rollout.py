@@ -242,8 +242,8 @@ def unrolled_threefry() -> _UnrolledThreefry:
       rolled and ≈ 85 µs unrolled (`collect` and `collect_async` lower their ticks inside it);
     - a training program compiles faster: `fnrl train ppo`'s chunk of CartPole updates
       compiled ≈ 15–25% faster and ran just as fast (`benchmarks/ppo_phases.py --rolled`;
-      `agents.cli` lowers its chunks inside it). A small program compiled at XLA level 0 (an `init`) can compile
-      slower: measure.
+      `agents.cli` lowers its chunks inside it). A small program compiled at XLA level 0
+      (an `init`) can compile slower: measure.
 
     Usage: `with fnrl.rollout.unrolled_threefry(): lowered = jax.jit(train).lower(key)`; what is
     lowered inside keeps the lowering (JAX caches it per function and signature). Compiled
