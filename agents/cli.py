@@ -270,7 +270,8 @@ class _Backend:
         lowered = jax.jit(batched).lower(keys)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             init = pool.submit(_compile_init, lowered)
-            self._chunks[chunk] = _lower_chunk(self.trainer, chunk, self.seeds, self._placed(lowered.out_info)).compile()
+            shapes = self._placed(lowered.out_info)
+            self._chunks[chunk] = _lower_chunk(self.trainer, chunk, self.seeds, shapes).compile()
             init = init.result()
         self.compile_seconds += time.perf_counter() - started
         return self.place(init(keys))

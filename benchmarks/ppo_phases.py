@@ -192,7 +192,9 @@ saved nothing: XLA backend optimization levels 1 and 2 for the chunk; level 0 fo
 7.4 s against 4.5 s); `xla_llvm_disable_expensive_passes`, `xla_cpu_parallel_codegen_split_count`;
 an unrolled threefry for `init` (≈ 0.4 s slower to compile at level 0). XLA already compiles on
 both cores (≈ 1.65 CPU-seconds per second of a chunk's compile), which is why running `init`'s
-compile next to the chunk's saves less than its length."""
+compile next to the chunk's saves less than its length. The first compilation in a fresh process also pays XLA's
+one-time set-up: fnrl's start took ≈ 2.8–2.9 s in the repeats where plain ran first and ≈ 3.4–3.5
+s where fnrl did (plain's compile moves the other way, less), hence the alternating order."""
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ interleaved (order reversed on every other repeat so machine drift hits all alik
   cores, one JAX device per core, by `fnrl.vmap_over_devices`).
 
 Figures are medians over repeats. compile = lowering + XLA compilation of the training program
-(the CLI's chunk; the CLI's separately jitted `init` counts as run time); run = wall − compile;
+(for the CLI its `compile_seconds`: `init` and the chunk of updates, compiled side by side); run =
+wall − compile;
 wall = what the program itself reports (Python start-up and imports excluded); process = the
 subprocess's wall clock measured around it; CPU = the subprocess's user + system CPU seconds
 (all threads), which other jobs on a shared machine barely change. Throughput = env steps (over
@@ -148,19 +149,20 @@ def verdict(results: dict[str, list[dict]]) -> str:
             f"(goal ≥ {THROUGHPUT_GOAL}: {met(throughput >= THROUGHPUT_GOAL)}).")
 
 
-NOTES = """Cold runs: both sides compile from scratch (fnrl's cache off). The CLI compiles `init` at XLA
-optimization level 0 (it runs once; haiku's orthogonal initializers otherwise cost as much compile
-time as the training program) and runs one seed without a size-1 vmap; both used to cost fnrl ≈ 5
-CPU s here. With both sides compiling the same XLA work, the cold 500k-step run is dominated by
-compilation on this CPU and fnrl cannot be 0.8× of a program that does the same work:
-`lax.scan(unroll=k)` made compilation 2× (k = 8) to 11× (k = 32) slower and the run no faster; other
-XLA options gave no clear compile saving; the CLI's host side (chunk round trips, metrics.csv,
-checkpoints) costs ≈ 0.15 s. Warm runs: `fnrl` keeps compiled programs on disk by default
-(`FNRL_COMPILATION_CACHE`), so a rerun, a resume or an eval skips compilation; the plain program gets
-JAX's cache too (`JAX_COMPILATION_CACHE_DIR`) for a like-for-like warm comparison. 8 seeds: one
-vmapped program on one device ran at 1.34–1.6× one seed's throughput (8 seeds of a 64-64 MLP are
-close to 8× the work; XLA:CPU runs a device's small ops on one thread); the CLI now makes one JAX
-CPU device per core and splits the seeds over them (`fnrl.vmap_over_devices`), so both cores work."""
+NOTES = """Cold runs: both sides compile from scratch (fnrl's cache off) and then run the same arithmetic.
+fnrl compiles `init` for compile speed on a helper thread while it traces the chunk of updates,
+lowers the chunk with unrolled threefry, and runs its named optimizers on raveled parameters
+(fewer, larger kernels); the phases are in the `ppo_phases` section below. fnrl's run is the
+slower part: in one process (2026-12-03), 976 updates took ≈ 4.35 s in the CLI's 16-update chunks
+and ≈ 4.3 s in one call, against ≈ 4.0 s for the plain program, so chunking costs ≈ 1.5% and the
+rest is in fnrl's general update itself (not yet located: it has fewer kernels than plain's); the
+CLI's host side (metrics.csv, progress bar, 9 checkpoints) adds ≈ 0.2 s. On this shared 2-core
+machine a single run's wall moves by 10–25%, so read the per-repeat ratios next to the medians.
+`lax.scan(unroll=k)` made compilation 2× (k = 8) to 11× (k = 32) slower and the run no faster.
+Warm runs: `fnrl` keeps compiled programs on disk by default (`FNRL_COMPILATION_CACHE`), so a rerun,
+a resume or an eval skips compilation; the plain program gets JAX's cache too
+(`JAX_COMPILATION_CACHE_DIR`) for a like-for-like warm comparison. 8 seeds: one program, the seeds
+vmapped and split over one JAX CPU device per core (`fnrl.vmap_over_devices`), so both cores work."""
 
 
 def write_benchmarks_md(report: str, steps: int, repeats: int, load: tuple[float, float]) -> None:
