@@ -336,6 +336,16 @@ def use_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # init's O0 compile too
 
 
+def _check_devices(run: dict, out: pathlib.Path) -> None:
+    """Warns when a resumed multi-seed run gets another device count than it trained on: its
+    seeds split over the devices differently, so its numbers can differ from an uninterrupted
+    run's in the last bits."""
+    devices = jax.local_device_count()
+    if run.get("devices", devices) != devices and run["seeds"] > 1 and run["backend"] == "jax":
+        print(f"fnrl: warning: {out} trained on {run['devices']} JAX devices and resumes on {devices}; "
+              "the final numbers can differ in the last bits from an uninterrupted run", file=sys.stderr)
+
+
 def train(args) -> int:
     if args.resume:
         out = pathlib.Path(args.resume)
@@ -348,13 +358,16 @@ def train(args) -> int:
         run = dict(agent=args.agent, env=args.env, backend=args.backend, seeds=args.seeds,
                    seed=args.seed, config=config)
     config, trainer, host_run = make_run(run["agent"], run["env"], run["backend"], run["seeds"], run["config"])
-    run["config"] = dataclasses.asdict(config)
+    total = trainer.num_updates
+    # A resume keeps the run's chunk and checkpoint cadence unless the command sets them again.
+    chunk_len = chunk_length(total, args.chunk or run.get("chunk"))
+    every = max(1, args.checkpoint_every or run.get("checkpoint_every") or max(1, total // 10))
+    _check_devices(run, out)
+    run.update(config=dataclasses.asdict(config), chunk=chunk_len, checkpoint_every=every,
+               devices=jax.local_device_count())
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps(run, indent=2))
 
-    total = trainer.num_updates
-    chunk_len = chunk_length(total, args.chunk)
-    every = max(1, args.checkpoint_every or max(1, total // 10))
     started = time.perf_counter()
     backend = _Backend(trainer, host_run, run["seed"], run["seeds"])
     states, done = backend.init(chunk_len), 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -63,6 +64,10 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch
     monkeypatch.setattr(cli.checkpoint, "save", real_save)
     assert final_params(tmp_path / "broken")[1] == 8
     assert cli.main(["train", "--resume", str(tmp_path / "broken")]) == 0
+    run = json.loads((tmp_path / "broken" / "run.json").read_text())
+    assert (run["chunk"], run["checkpoint_every"]) == (2, 4)  # kept from the first command
+    kept = sorted(int(path.stem.split("-")[-1]) for path in (tmp_path / "broken" / "checkpoint").glob("ckpt-*.npz"))
+    assert kept == [16, 20]  # saved every 4 updates after the resume too (the default would be every 2)
 
     whole, done_whole = final_params(tmp_path / "whole")
     resumed, done_resumed = final_params(tmp_path / "broken")
@@ -70,6 +75,17 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch
     np.testing.assert_array_equal(whole, resumed)  # bit for bit
     rows = list(csv.DictReader((tmp_path / "broken" / "metrics.csv").open()))
     assert [int(r["update"]) for r in rows[::2]] == list(range(20))
+
+
+def test_resume_on_another_device_count_warns(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "dummy", "--env", "CartPole-v1", "--steps", "64", "--seeds", "2", "--out", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["devices"] == jax.local_device_count()
+    (out / "run.json").write_text(json.dumps({**run, "devices": run["devices"] + 1}))
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(out)]) == 0
+    assert f"trained on {run['devices'] + 1} JAX devices" in capsys.readouterr().err
 
 
 def test_keyboard_interrupt_checkpoints_the_last_finished_chunk(tmp_path, monkeypatch):
