@@ -236,6 +236,7 @@ _INIT_COMPILE_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusio
 
 
 def _compile_init(lowered):
+    """`lowered` (an `init`) compiled with `_INIT_COMPILE_OPTIONS`."""
     try:
         return lowered.compile(_INIT_COMPILE_OPTIONS)
     except jax.errors.JaxRuntimeError:  # an XLA that no longer has one of the options
@@ -245,7 +246,7 @@ def _compile_init(lowered):
 class _Backend:
     """How a run starts and advances: jitted scans of `update` (jax), or the host loop (envpool).
 
-    `advance(states, first_update, length) -> (states, metrics [seeds, length])`."""
+    `init(chunk) -> states`; `advance(states, first_update, length) -> (states, metrics [seeds, length])`."""
 
     def __init__(self, trainer: Trainer, run: host.HostRun | None, seed: int, seeds: int):
         self.trainer, self.run, self.seeds = trainer, run, seeds
@@ -270,8 +271,7 @@ class _Backend:
         lowered = jax.jit(batched).lower(keys)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             init = pool.submit(_compile_init, lowered)
-            shapes = self._placed(lowered.out_info)
-            self._chunks[chunk] = _lower_chunk(self.trainer, chunk, self.seeds, shapes).compile()
+            self._compile_chunk(chunk, self._placed(lowered.out_info))
             init = init.result()
         self.compile_seconds += time.perf_counter() - started
         return self.place(init(keys))
@@ -289,11 +289,15 @@ class _Backend:
             return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
         return shapes
 
+    def _compile_chunk(self, length: int, states) -> None:
+        """The chunk of `length` updates for `states` (arrays or their shapes), compiled."""
+        self._chunks[length] = _lower_chunk(self.trainer, length, self.seeds, states).compile()
+
     def advance(self, states, first_update: int, length: int):
         if self.run is None:
             if length not in self._chunks:  # another chunk length than `init`'s (a resume's last)
                 started = time.perf_counter()
-                self._chunks[length] = _lower_chunk(self.trainer, length, self.seeds, states).compile()
+                self._compile_chunk(length, states)
                 self.compile_seconds += time.perf_counter() - started
             return self._chunks[length](states)
         rows = []
@@ -336,11 +340,10 @@ def use_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # init's O0 compile too
 
 
-def _check_devices(run: dict, out: pathlib.Path) -> None:
+def _check_devices(run: dict, out: pathlib.Path, devices: int) -> None:
     """Warns when a resumed multi-seed run gets another device count than it trained on: its
     seeds split over the devices differently, so its numbers can differ from an uninterrupted
     run's in the last bits."""
-    devices = jax.local_device_count()
     if run.get("devices", devices) != devices and run["seeds"] > 1 and run["backend"] == "jax":
         print(f"fnrl: warning: {out} trained on {run['devices']} JAX devices and resumes on {devices}; "
               "the final numbers can differ in the last bits from an uninterrupted run", file=sys.stderr)
@@ -362,9 +365,9 @@ def train(args) -> int:
     # A resume keeps the run's chunk and checkpoint cadence unless the command sets them again.
     chunk_len = chunk_length(total, args.chunk or run.get("chunk"))
     every = max(1, args.checkpoint_every or run.get("checkpoint_every") or max(1, total // 10))
-    _check_devices(run, out)
-    run.update(config=dataclasses.asdict(config), chunk=chunk_len, checkpoint_every=every,
-               devices=jax.local_device_count())
+    devices = jax.local_device_count()
+    _check_devices(run, out, devices)
+    run.update(config=dataclasses.asdict(config), chunk=chunk_len, checkpoint_every=every, devices=devices)
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps(run, indent=2))
 
@@ -380,7 +383,6 @@ def train(args) -> int:
         if kept:
             write_metrics(out / "metrics.csv", kept, list(kept[0].keys()))
         print(f"resuming {out} at update {done}/{trainer.num_updates}")
-
 
     from tqdm import tqdm
 
