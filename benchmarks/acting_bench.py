@@ -44,7 +44,7 @@ call, one env call and bookkeeping. On 2026-11-22's machine (raw CartPole, 16 en
 step) the policy tick took ≈ 90 µs, mostly JAX's rolled threefry loops on CPU (the tick's key split,
 `agents.policy.sample`'s per-part split, the categorical's bits). Host ticks are now lowered with the
 unrolled threefry (`fnrl.unrolled_threefry()`, the same bits): on 2026-12-03's machine, in
-one process, PPO's 16-env CartPole tick took ≈ 85 µs against ≈ 140 µs rolled (medians). The
+one process, PPO's 16-env CartPole tick took ≈ 87 µs against ≈ 148 µs rolled (`benchmarks/tick_bench.py`). The
 adapter's step adds ≈ 20 µs over raw (action check, `valid` flags, episode statistics) and
 bookkeeping and end-of-rollout stacking ≈ 10 µs. A CartPole step still costs less than the policy
 tick, so cheap envs stay well below 80% at every env count here: per-tick dispatch plus the policy

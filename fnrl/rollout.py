@@ -238,10 +238,11 @@ def unrolled_threefry() -> _UnrolledThreefry:
     On CPU, JAX lowers threefry2x32 as a 5-iteration `while` loop. XLA:CPU compiles each such
     loop into kernels of its own, and runs it as ~80 small thunks per draw. Unrolled, the
     rounds fuse into the surrounding code:
-    - a host loop's per-tick program runs faster: PPO's CartPole tick for 16 envs took ≈ 140 µs
-      rolled and ≈ 85 µs unrolled (`collect` and `collect_async` lower their ticks inside it);
+    - a host loop's per-tick program runs faster: PPO's CartPole tick for 16 envs took ≈ 148 µs
+      rolled and ≈ 87 µs unrolled, for 256 envs 297 and 225 µs (`benchmarks/tick_bench.py`;
+      `collect` and `collect_async` lower their ticks inside it);
     - a training program compiles faster: `fnrl train ppo`'s chunk of CartPole updates
-      compiled ≈ 15–25% faster and ran just as fast (`benchmarks/ppo_phases.py --rolled`;
+      compiled ≈ 15–25% faster and ran just as fast (`benchmarks/ppo_phases.py --split`;
       `agents.cli` lowers its chunks inside it). A small program compiled at XLA level 0
       (an `init`) can compile slower: measure.
 
