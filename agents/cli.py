@@ -263,18 +263,18 @@ class _Backend:
         if self.run is not None:
             states, self.env_state = self.run.init(self.key)
             return states
-        keys = jax.random.split(self.key, self.seeds)
         started = time.perf_counter()
         # It stays on one device: jaxlib's batched LAPACK kernels (the orthogonal initializers'
         # QR) deadlock when two CPU devices run them at once.
         batched = jax.vmap(self.trainer.init) if self.seeds > 1 else _over_seeds(self.trainer.init, 1)
-        lowered = jax.jit(batched).lower(keys)
+        # The seeds' keys are split inside `init`'s program: split on its own, it is one more compilation.
+        lowered = jax.jit(lambda key: batched(jax.random.split(key, self.seeds))).lower(self.key)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             init = pool.submit(_compile_init, lowered)
             self._compile_chunk(chunk, self._placed(lowered.out_info))
             init = init.result()
         self.compile_seconds += time.perf_counter() - started
-        return self.place(init(keys))
+        return self.place(init(self.key))
 
     def place(self, states):
         """States laid out as the training chunks take them (seeds split over the devices)."""

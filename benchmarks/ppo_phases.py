@@ -73,10 +73,11 @@ def _fnrl_phases(steps: int, split: bool) -> dict:
     _, run = _timed(run_chunks, backend.advance, states)
     out = {"build": build, "start": start, "run": run, "chunk": length}
     if split:
-        keys = jax.random.split(jax.random.PRNGKey(0), 1)
-        init_lowered, out["init_lower"] = _timed(jax.jit(cli._over_seeds(trainer.init, 1)).lower, keys)
+        key = jax.random.PRNGKey(0)
+        init_fn = jax.jit(lambda key: cli._over_seeds(trainer.init, 1)(jax.random.split(key, 1)))
+        init_lowered, out["init_lower"] = _timed(init_fn.lower, key)
         init, out["init_compile"] = _timed(cli._compile_init, init_lowered)
-        states, out["init_run"] = _timed(lambda: jax.block_until_ready(init(keys)))
+        states, out["init_run"] = _timed(lambda: jax.block_until_ready(init(key)))
         lowered, out["lower"] = _timed(cli._lower_chunk, trainer, length, 1, states)
         _, out["compile"] = _timed(lowered.compile)
         rolled, out["lower_rolled"] = _timed(cli._chunk_fn(trainer, length, 1).lower, states)
