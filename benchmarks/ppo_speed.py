@@ -152,11 +152,14 @@ def verdict(results: dict[str, list[dict]]) -> str:
 NOTES = """Cold runs: both sides compile from scratch (fnrl's cache off) and then run the same arithmetic.
 fnrl compiles `init` for compile speed on a helper thread while it traces the chunk of updates,
 lowers the chunk with unrolled threefry, and runs its named optimizers on raveled parameters
-(fewer, larger kernels); the phases are in the `ppo_phases` section below. fnrl's run is the
-slower part: in one process (2026-12-03), 976 updates took ≈ 4.35 s in the CLI's 16-update chunks
-and ≈ 4.3 s in one call, against ≈ 4.0 s for the plain program, so chunking costs ≈ 1.5% and the
-rest is in fnrl's general update itself (not yet located: it has fewer kernels than plain's); the
-CLI's host side (metrics.csv, progress bar, 9 checkpoints) adds ≈ 0.2 s. On this shared 2-core
+(fewer, larger kernels); the phases are in the `ppo_phases` section below. Per update the two
+run alike: in one process (2026-12-03), scans of 48 updates from the same state took 3.87 ms per
+update for fnrl's update, 3.95 ms in the CLI's 16-update chunk and 3.93 ms for plain's, and the
+CLI's 61 chunks took 3.9–4.3 s in fresh processes. In these benchmark processes fnrl's run moves
+more (4.1–4.9 s) than plain's single program (3.9–4.0 s), for reasons not found (CPU async
+dispatch on or off made no difference). The CLI's run also counts ≈ 0.07 s of backend start-up
+(plain creates its first key before its timer) and ≈ 0.1 s of host loop (metrics.csv, progress
+bar, 9 checkpoints). On this shared 2-core
 machine a single run's wall moves by 10–25%, so read the per-repeat ratios next to the medians.
 `lax.scan(unroll=k)` made compilation 2× (k = 8) to 11× (k = 32) slower and the run no faster.
 Warm runs: `fnrl` keeps compiled programs on disk by default (`FNRL_COMPILATION_CACHE`), so a rerun,
