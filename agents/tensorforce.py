@@ -1,5 +1,5 @@
 """A TensorForce-style facade over the pure recipes: a stateful `Agent` with `act` / `observe` /
-`save` / `restore`, a `Runner` with episode callbacks, and the translation of TensorForce agent
+`reset` / `save` / `restore`, a `Runner` with episode callbacks, and the translation of TensorForce agent
 specs into recipe configs (Kuhnle, Schaarschmidt & Fricke 2017, "TensorForce: a TensorFlow
 library for applied reinforcement learning"; seed features A11–A15, A17, A20, L1, L2, L5,
 M10–M13, Q1–Q3).
@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnrl import checkpoint
-from fnrl.envs.wrappers import episode_stats_init, episode_stats_update
+from fnrl.envs.wrappers import EpisodeStats, episode_stats_init, episode_stats_update
 from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
 from fnrl.types import Env, EnvSpec, PRNGKey, PyTree, Spec, TimeStep
 
@@ -524,6 +524,24 @@ class Agent:
         if self._size == self._built.recipe.num_steps and self._has_final:
             self._learn(self._final)
 
+    def reset(self) -> None:
+        """TensorForce's `Agent.reset()`: the next `act` starts a new episode, its memory back to
+        the initial one. Right after an episode's end, or before the first `act`, that happens
+        anyway and this does nothing (TensorForce loops call it at every episode start).
+        Mid-episode it cuts the episode as `observe(..., truncated=True)` would have: the last
+        observed tick is recorded as truncated (learning bootstraps from the state the next `act`
+        gets, or from that `observe`'s `next_states`) and counts as a finished episode."""
+        if self._acted:
+            raise ValueError("Agent.reset: called between `act` and `observe`; observe the acted tick first")
+        if self._done or self._first:
+            return
+        self._stats = _episode_ended(self._stats)
+        if self._size:  # else the tick's batch was learned from at once, bootstrapping as a cut does
+            self._batch.truncated[self._size - 1] = True
+            _put(self._batch.env_info, self._size - 1, self._stats)
+        self._done = True
+        self.episode += 1
+
     def _observation(self, where: str, states: Any) -> PyTree:
         """One state (TensorForce: an array-like or a dict of them) as a batch of one per spec."""
         try:
@@ -618,6 +636,13 @@ class Agent:
         """The recipe's `TrainState` (parameters, optimizer state, ...); `trainer.params` of it
         gives what the recipe's `act` takes."""
         return self._learner
+
+
+def _episode_ended(stats: EpisodeStats) -> EpisodeStats:
+    """`stats` after the current episode ends where it stands, as a done tick ends it in
+    `episode_stats_update` (its return and length become the last episode's)."""
+    return EpisodeStats(np.zeros_like(stats.episode_return), np.zeros_like(stats.episode_length),
+                        stats.episode_return, stats.episode_length, stats.num_episodes + 1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -87,6 +87,49 @@ def test_batch_counts_reset_ticks_and_marks_episode_starts():
     assert agent.batch.first[6, 0] and agent.batch.valid[6, 0]
 
 
+def _play(agent, ticks, reset_after=()):
+    """Scripted ticks `(state, terminal, reward)`; `agent.reset()` after the ticks in `reset_after`."""
+    for t, (state, terminal, reward) in enumerate(ticks):
+        agent.act(state)
+        agent.observe(terminal, reward)
+        if t in reset_after:
+            agent.reset()
+
+
+TICKS = [([1.0, 0.0], False, 0.5), ([0.0, 1.0], True, 1.0), ([1.0, 1.0], False, 0.25), ([0.5, 0.0], False, 2.0),
+         ([0.0, 0.5], False, 1.5), ([1.0, 0.5], True, 0.0), ([0.5, 1.0], False, 1.0), ([1.0, 0.0], False, 0.5)]
+
+
+def test_reset_between_episodes_changes_nothing():
+    """TensorForce loops call `reset()` at every episode start: before the first act and right
+    after a terminal observe it is a no-op (same batches, same learning)."""
+    plain, resetting = (Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO, seed=5) for _ in range(2))
+    resetting.reset()
+    _play(plain, TICKS)
+    _play(resetting, TICKS, reset_after=(1, 5))
+    assert plain.updates == resetting.updates == 1 and plain.episode == resetting.episode == 2
+    assert _tree_equal(plain.batch, resetting.batch)
+    assert _tree_equal(plain.learner_state, resetting.learner_state)
+
+
+def test_reset_mid_episode_cuts_it_as_a_truncation():
+    """`observe(terminal=False)` then `reset()` == `observe(..., truncated=True)`: the tick is
+    recorded truncated, the episode counts as finished (its return in the metrics), the next act
+    records the reset tick and starts a new episode; learning is the same bit for bit."""
+    cut, truncated = (Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO, seed=5) for _ in range(2))
+    _play(cut, TICKS, reset_after=(3,))
+    _play(truncated, [(s, 2 if t == 3 else terminal, r) for t, (s, terminal, r) in enumerate(TICKS)])
+    assert cut.episode == truncated.episode == 3 and cut.updates == truncated.updates == 1
+    assert _tree_equal(cut.batch, truncated.batch)
+    assert _tree_equal(cut.learner_state, truncated.learner_state)
+    assert cut.last_metrics == truncated.last_metrics
+    # The learned batch of 8: ticks 0, 1 (terminal), a reset tick, 2, 3 (cut), a reset tick, 4, 5 (terminal).
+    assert cut.last_metrics["episode_count"] == 3.0
+    with pytest.raises(ValueError, match="between `act` and `observe`"):
+        cut.act([0.0, 0.0])
+        cut.reset()
+
+
 def test_observe_with_next_states_learns_at_once_and_feeds_the_reset_tick():
     agent = Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO)
     for t in range(7):
