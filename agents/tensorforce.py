@@ -706,6 +706,9 @@ def _check_limit(name: str, value: Any) -> None:
         raise ValueError(f"Runner.run: argument `{name}` must be None or an int >= 1, got {value!r}")
 
 
+_HISTORY_KEYS = ("episode_rewards", "episode_timesteps", "episode_times")
+
+
 class Runner:
     """TensorForce's `Runner` (L1, L2): plays `agent` in `environment`, act → execute → observe.
 
@@ -715,10 +718,12 @@ class Runner:
     An action is repeated `repeat_actions` times (rewards summed, stopping at an episode end).
 
     Attributes (TensorForce's): `episode` and `timestep` (totals over `run` calls),
-    `episode_timestep`, `episode_rewards` and `episode_timesteps` (one entry per finished episode).
+    `episode_timestep`, `episode_rewards` and `episode_timesteps` (one entry per finished episode;
+    `history`, as for `reset`, starts them from an earlier run's).
     """
 
-    def __init__(self, agent: Agent, environment: Any, repeat_actions: int = 1, seed: Optional[int] = None):
+    def __init__(self, agent: Agent, environment: Any, repeat_actions: int = 1, seed: Optional[int] = None,
+                 history: Optional[dict] = None):
         if not isinstance(agent, Agent):
             raise ValueError(f"Runner: argument `agent` must be an agents.tensorforce.Agent, "
                              f"got {type(agent).__name__}")
@@ -731,20 +736,36 @@ class Runner:
             raise ValueError("Runner: argument `environment` must be an fnrl Env or have reset() and execute(actions)")
         self.agent, self.environment, self.repeat_actions = agent, environment, repeat_actions
         self.episode = self.timestep = self.episode_timestep = 0
-        self.episode_rewards: list[float] = []
-        self.episode_timesteps: list[int] = []
+        self.reset(history)
         self._state, self._episode_reward = None, 0.0
+
+    def reset(self, history: Optional[dict] = None) -> None:
+        """TensorForce's `Runner.reset(history)`: the per-episode records restart from `history`
+        (an earlier run's "episode_rewards" and "episode_timesteps" lists; its "episode_times",
+        which this runner does not keep, are ignored), or empty. The env and agent carry on."""
+        history = {} if history is None else history
+        if not isinstance(history, dict) or set(history) - set(_HISTORY_KEYS):
+            raise ValueError(f"Runner: argument `history` must be a dict with keys among {_HISTORY_KEYS}, "
+                             f"got {history!r}")
+        self.episode_rewards: list[float] = [float(r) for r in history.get("episode_rewards", ())]
+        self.episode_timesteps: list[int] = [int(t) for t in history.get("episode_timesteps", ())]
 
     def run(self, timesteps: Optional[int] = None, episodes: Optional[int] = None,
             max_episode_timesteps: Optional[int] = None, deterministic: bool = False,
-            episode_finished: Optional[Callable[["Runner"], bool]] = None) -> None:
+            episode_finished: Optional[Callable[["Runner"], bool]] = None,
+            max_timesteps: Optional[int] = None) -> None:
         """Plays until this call has run `timesteps` ticks or finished `episodes` episodes, or
         `episode_finished(runner)` (called after each finished episode) returns False.
 
         An episode is truncated (not terminated: it bootstraps) after `max_episode_timesteps`
-        ticks. TensorForce checked `timesteps` only at episode ends and restarted the env at each
-        `run`; here a run stops right at `timesteps` and the next `run` continues the episode.
+        ticks (`max_timesteps` is TensorForce's older name of it). TensorForce checked
+        `timesteps` only at episode ends and restarted the env at each `run`; here a run stops
+        right at `timesteps` and the next `run` continues the episode.
         """
+        if max_timesteps is not None:
+            if max_episode_timesteps is not None:
+                raise ValueError("Runner.run: give `max_episode_timesteps` or its older name `max_timesteps`, not both")
+            max_episode_timesteps = max_timesteps
         for name, value in (("timesteps", timesteps), ("episodes", episodes),
                             ("max_episode_timesteps", max_episode_timesteps)):
             _check_limit(name, value)

@@ -353,6 +353,23 @@ def test_runner_time_limit_truncates_and_repeat_actions_sum_rewards():
     np.testing.assert_array_equal(agent.batch.reward[:, 0], [3.0, 2.0])
 
 
+def test_runner_history_and_reset_restart_the_episode_records():
+    """TensorForce's `Runner(history=...)` / `reset(history)`: the records continue from an
+    earlier run's; `reset()` empties them while env and agent carry on; the older `max_timesteps`
+    name cuts episodes as `max_episode_timesteps` does."""
+    runner = Runner(_constant(), CountingEnv(100), history={"episode_rewards": [5, 6], "episode_timesteps": [2, 3],
+                                                           "episode_times": [0.1, 0.2]})
+    runner.run(episodes=1, max_timesteps=4)
+    assert runner.episode_rewards == [5.0, 6.0, 4.0] and runner.episode_timesteps == [2, 3, 4]
+    runner.reset()
+    runner.run(episodes=1, max_timesteps=2)
+    assert runner.episode_rewards == [2.0] and runner.episode_timesteps == [2] and runner.agent.episode == 2
+    with pytest.raises(ValueError, match="`history` must be a dict with keys among"):
+        runner.reset({"rewards": [1.0]})
+    with pytest.raises(ValueError, match="not both"):
+        runner.run(episodes=1, max_timesteps=2, max_episode_timesteps=2)
+
+
 def test_runner_plays_a_multi_part_jax_env_with_the_random_agent():
     env = fnrl.envs.make("MinimalTest-v0", num_envs=1, specification=MULTI)
     spec = env.spec()
