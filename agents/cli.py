@@ -243,6 +243,15 @@ def _compile_init(lowered):
         return lowered.compile()
 
 
+def _lower_init(trainer: Trainer, seeds: int, key):
+    """`trainer.init` for `seeds` seeds lowered for the base `key`. The seeds' keys are split
+    inside the program: split on its own, it is one more compilation. It stays on one device:
+    jaxlib's batched LAPACK kernels (the orthogonal initializers' QR) deadlock when two CPU
+    devices run them at once."""
+    batched = jax.vmap(trainer.init) if seeds > 1 else _over_seeds(trainer.init, 1)
+    return jax.jit(lambda key: batched(jax.random.split(key, seeds))).lower(key)
+
+
 class _Backend:
     """How a run starts and advances: jitted scans of `update` (jax), or the host loop (envpool).
 
@@ -264,11 +273,7 @@ class _Backend:
             states, self.env_state = self.run.init(self.key)
             return states
         started = time.perf_counter()
-        # It stays on one device: jaxlib's batched LAPACK kernels (the orthogonal initializers'
-        # QR) deadlock when two CPU devices run them at once.
-        batched = jax.vmap(self.trainer.init) if self.seeds > 1 else _over_seeds(self.trainer.init, 1)
-        # The seeds' keys are split inside `init`'s program: split on its own, it is one more compilation.
-        lowered = jax.jit(lambda key: batched(jax.random.split(key, self.seeds))).lower(self.key)
+        lowered = _lower_init(self.trainer, self.seeds, self.key)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             init = pool.submit(_compile_init, lowered)
             self._compile_chunk(chunk, self._placed(lowered.out_info))
@@ -364,7 +369,7 @@ def train(args) -> int:
     total = trainer.num_updates
     # A resume keeps the run's chunk and checkpoint cadence unless the command sets them again.
     chunk_len = chunk_length(total, args.chunk or run.get("chunk"))
-    every = max(1, args.checkpoint_every or run.get("checkpoint_every") or max(1, total // 10))
+    every = max(1, args.checkpoint_every or run.get("checkpoint_every") or total // 10)
     devices = jax.local_device_count()
     _check_devices(run, out, devices)
     run.update(config=dataclasses.asdict(config), chunk=chunk_len, checkpoint_every=every, devices=devices)

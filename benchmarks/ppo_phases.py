@@ -74,8 +74,7 @@ def _fnrl_phases(steps: int, split: bool) -> dict:
     out = {"build": build, "start": start, "run": run, "chunk": length}
     if split:
         key = jax.random.PRNGKey(0)
-        init_fn = jax.jit(lambda key: cli._over_seeds(trainer.init, 1)(jax.random.split(key, 1)))
-        init_lowered, out["init_lower"] = _timed(init_fn.lower, key)
+        init_lowered, out["init_lower"] = _timed(cli._lower_init, trainer, 1, key)
         init, out["init_compile"] = _timed(cli._compile_init, init_lowered)
         states, out["init_run"] = _timed(lambda: jax.block_until_ready(init(key)))
         lowered, out["lower"] = _timed(cli._lower_chunk, trainer, length, 1, states)
