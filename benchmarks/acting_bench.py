@@ -3,6 +3,10 @@ learning) against raw envpool with random actions (issue 4: ≥ 80% of raw).
 
 - raw: envpool's own sync `step` with NumPy random actions drawn in the loop, no fnrl — the same
   definition as `benchmarks.env_bench`'s "raw envpool" row.
+- ceiling: the raw loop plus one trivial jitted call per step that takes the observation and
+  returns a 4-byte result to the host (the actions stay NumPy's). That is what any JAX policy in a
+  host loop pays at least — one dispatch, the observation to the device, a result back — so its
+  ratio bounds every fnrl mode's from above.
 - sync: `agents.host.host_run(ppo trainer, envpool_env(...), 1).rollout` — exactly the acting
   part of a training update (`fnrl.rollout.collect`: one jitted policy tick and one env call per
   tick, the policy's outputs stacked once after the rollout), `num_steps` ticks per call.
@@ -29,6 +33,8 @@ import time
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from tqdm import tqdm
 
 from agents import host, ppo
@@ -38,24 +44,50 @@ from fnrl import envs
 
 NUM_ENVS = {"CartPole-v1": (16, 64, 256), "Pong-v5": (8, 16, 32), "HalfCheetah-v5": (16, 64, 256)}
 QUICK_NUM_ENVS = {"CartPole-v1": (16, 256), "Pong-v5": (16,), "HalfCheetah-v5": (16, 256)}
-MODES = ("raw", "sync", "async")
-NOTE = """Where a tick's time goes (timers around the loop's pieces). A host tick is one jitted policy
-call, one env call and bookkeeping. On 2026-11-22's machine (raw CartPole, 16 envs: ≈ 55 µs per
-step) the policy tick took ≈ 90 µs, mostly JAX's rolled threefry loops on CPU (the tick's key split,
-`agents.policy.sample`'s per-part split, the categorical's bits). Host ticks are now lowered with the
-unrolled threefry (`fnrl.unrolled_threefry()`, the same bits): on 2026-12-03's machine, in
-one process, PPO's 16-env CartPole tick took ≈ 87 µs against ≈ 148 µs rolled (`benchmarks/tick_bench.py`). The
-adapter's step adds ≈ 20 µs over raw (action check, `valid` flags, episode statistics) and
-bookkeeping and end-of-rollout stacking ≈ 10 µs. A CartPole step still costs less than the policy
-tick, so cheap envs stay well below 80% at every env count here: per-tick dispatch plus the policy
-is the floor. Envs whose steps cost more than the policy come close to or pass 80% (HalfCheetah at
-256 envs). 2026-12-03's machine is slower than 2026-11-22's (raw CartPole at 16 envs 80k against
-197k steps/s) and Pong's ratio fell from 84% to ≈ 48% with or without the threefry change (a
-`--quick` run before it gave 46%): Pong's policy multiplies 28,224 features by 64 twice per tick,
-competing with envpool's threads for the 2 cores. The async lanes hide policy time only where a core
-idles while envs step: envpool's threads already use both cores here and the policy runs twice per
-tick (once per lane), so async is at best level with sync on this machine; with more cores than env
-threads it overlaps the two. Between runs a ratio moves by up to ~15 points on this shared machine."""
+MODES = ("raw", "ceiling", "sync", "async")
+NOTE = """Where a tick's time goes. A host tick is one jitted policy call, one env call and bookkeeping.
+The ceiling column is raw's loop plus the least a JAX policy can cost: one trivial jitted call on
+the observation, its 4-byte result copied to the host. Alone that call takes ≈ 20–35 µs, yet on
+this 2-core machine it slows CartPole's loop by more (the caller, XLA's dispatch thread and
+envpool's worker threads hand over to one another on 2 cores each tick), so where the ceiling is
+below 80% no policy in a host loop reaches 80% here. Ad-hoc timers in one process (2026-12-03):
+PPO's 16-env CartPole tick took ≈ 90–130 µs in the loop (≈ 87 µs alone, `benchmarks/tick_bench.py`:
+the unrolled threefry) and the adapter's step ≈ 55 µs over raw (action check, `valid` flags,
+episode statistics). On Pong the policy's arithmetic is itself the cost: PPO's default policy (two
+64-64 MLPs on the 28,224 features of a frame stack; PPO has no CNN torso) took ≈ 4.2 ms per
+16-env tick alone against ≈ 4.8 ms for a raw 16-env Pong step, which bounds the ratio near 53%
+before any overhead; stacking a rollout's 58 MB of frames adds ≈ 0.9 ms per tick on this machine,
+where fresh memory is slow to fault in (one 58 MB `np.stack` took 0.37–0.5 s into new memory,
+8–16 ms into reused memory). Envs whose steps cost more than the policy come close to or pass
+80% (HalfCheetah at 256 envs). The async lanes hide policy time only where a core idles while envs
+step: envpool's threads already use both cores here and the policy runs twice per tick (once per
+lane), so async is at best level with sync on this machine; with more cores than env threads it
+overlaps the two. Between runs a ratio moves by up to ~15 points on this shared machine."""
+
+
+def ceiling_runner(env_id: str, num_envs: int, ticks: int) -> Callable[[], float]:
+    """`raw_runner`'s loop with one trivial jitted call on each step's observation, its result
+    copied to the host; returns seconds."""
+    import envpool
+
+    pool = envpool.make_gymnasium(env_id, num_envs=num_envs)
+    space, rng = pool.action_space, np.random.default_rng(0)
+    touch = jax.jit(lambda obs: jnp.ravel(obs)[0])
+    cell = {"obs": pool.reset()[0]}
+
+    def run() -> float:
+        start = time.perf_counter()
+        for _ in range(ticks):
+            np.asarray(touch(cell["obs"]))
+            if hasattr(space, "n"):
+                action = rng.integers(0, space.n, size=num_envs).astype(np.int32)
+            else:
+                action = rng.uniform(space.low, space.high, size=(num_envs,) + space.shape).astype(np.float32)
+            cell["obs"] = pool.step(action)[0]
+        return time.perf_counter() - start
+
+    run()  # compiles `touch`
+    return run
 
 
 def fnrl_runner(env_id: str, num_envs: int, ticks: int, num_steps: int, pipelined: bool) -> Callable[[], float]:
@@ -85,6 +117,7 @@ def measure(env_id: str, num_envs: int, ticks: int, num_steps: int, repeats: int
     interleaved, in an order rotated every round, and a ratio is the median of the per-round
     ratios: on a machine shared with other work, load drifts between rounds more than within one."""
     runners = {"raw": raw_runner(env_id, num_envs, ticks),
+               "ceiling": ceiling_runner(env_id, num_envs, ticks),
                "sync": fnrl_runner(env_id, num_envs, ticks, num_steps, pipelined=False),
                "async": fnrl_runner(env_id, num_envs, ticks, num_steps, pipelined=True)}
     runners["raw"]()  # warm-up
@@ -100,10 +133,11 @@ def measure(env_id: str, num_envs: int, ticks: int, num_steps: int, repeats: int
 
 
 def table(results: dict[tuple[str, int], dict[str, float]]) -> str:
-    rows = ["| env | envs | raw envpool (steps/s) | fnrl sync | ratio | fnrl async | ratio |", "|---" * 7 + "|"]
+    rows = ["| env | envs | raw envpool (steps/s) | raw + one jitted call | ratio | fnrl sync | ratio | fnrl async "
+            "| ratio |", "|---" * 9 + "|"]
     for (env_id, n), r in results.items():
-        rows.append(f"| {env_id} | {n} | {r['raw']:,.0f} | {r['sync']:,.0f} | {r['sync_ratio']:.0%} "
-                    f"| {r['async']:,.0f} | {r['async_ratio']:.0%} |")
+        rows.append(f"| {env_id} | {n} | {r['raw']:,.0f} | "
+                    + " | ".join(f"{r[mode]:,.0f} | {r[mode + '_ratio']:.0%}" for mode in MODES[1:]) + " |")
     return "\n".join(rows)
 
 
@@ -124,8 +158,9 @@ def main(argv: list[str] | None = None) -> None:
         results[env_id, num_envs] = measure(env_id, num_envs, rollouts * args.num_steps, args.num_steps, repeats)
     body = (f"Env steps per second, median of {repeats} interleaved runs (compilation excluded) of "
             f"{args.num_steps}-tick rollouts ({args.rollouts} per run for CartPole, 1 otherwise), policy in the "
-            "loop, no learning; ratio = fnrl / raw envpool with random actions, the median of the per-round "
-            "ratios.\n\n" + table(results) + "\n\n" + NOTE)
+            "loop, no learning; ratio = the mode / raw envpool with random actions, the median of the per-round "
+            "ratios; the ceiling column (raw plus one trivial jitted call per step) bounds what any JAX policy in "
+            "a host loop can reach.\n\n" + table(results) + "\n\n" + NOTE)
     print(body)
     if args.write:
         command = "python -m benchmarks.acting_bench --write" + (" --quick" if args.quick else "")
