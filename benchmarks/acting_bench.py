@@ -15,10 +15,10 @@ learning) against raw envpool with random actions (issue 4: ≥ 80% of raw).
 
 The policy is PPO's default for the env (`agents.ppo.make_trainer`): separate 64-64 tanh MLP
 actor and critic on the flattened observation — for Pong the 4×84×84 uint8 frame stack flattened
-to 28,224 features (PPO has no CNN torso), a categorical for CartPole/Pong, a beta policy for
-HalfCheetah's bounded actions. One process; per env count the three variants run interleaved,
-`--repeats` rounds after a warm-up (compilation excluded); steps/s (num_envs × ticks) is the
-median over rounds, a ratio the median of the rounds' ratios.
+to 28,224 features (a `network` spec with conv2d layers would give a CNN instead), a categorical
+for CartPole/Pong, a beta policy for HalfCheetah's bounded actions. One process; per env count
+the four modes run interleaved, `--repeats` rounds after a warm-up (compilation excluded);
+steps/s (num_envs × ticks) is the median over rounds, a ratio the median of the rounds' ratios.
 
     python -m benchmarks.acting_bench            # prints the table
     python -m benchmarks.acting_bench --quick    # fewer env counts and repeats
@@ -54,7 +54,7 @@ below 80% no policy in a host loop reaches 80% here. Ad-hoc timers in one proces
 PPO's 16-env CartPole tick took ≈ 90–130 µs in the loop (≈ 87 µs alone, `benchmarks/tick_bench.py`:
 the unrolled threefry) and the adapter's step ≈ 55 µs over raw (action check, `valid` flags,
 episode statistics). On Pong the policy's arithmetic is itself the cost: PPO's default policy (two
-64-64 MLPs on the 28,224 features of a frame stack; PPO has no CNN torso) took ≈ 4.2 ms per
+64-64 MLPs on the 28,224 features of a frame stack, PPO's default torso) took ≈ 4.2 ms per
 16-env tick alone against ≈ 4.8 ms for a raw 16-env Pong step, which bounds the ratio near 53%
 before any overhead; stacking a rollout's 58 MB of frames adds ≈ 0.9 ms per tick on this machine,
 where fresh memory is slow to fault in (one 58 MB `np.stack` took 0.37–0.5 s into new memory,
