@@ -109,13 +109,25 @@ def spaces(owner: str, env_spec: EnvSpec, bounded_actions: str) -> Spaces:
                   tuple(obs_specs), obs_treedef)
 
 
+def state_names(observation_spec: Any) -> tuple[str, ...]:
+    """The names of an env's observation leaves (TensorForce's states), in leaf order: the
+    dict keys on the way to each leaf joined by "/" (sequence positions as numbers); a bare
+    observation is TensorForce's single state, "state"."""
+    def name(path: tuple) -> str:
+        keys = [getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))) for k in path]
+        return "/".join(str(k) for k in keys) or "state"
+
+    paths, _ = jax.tree_util.tree_flatten_with_path(observation_spec, is_leaf=_is_spec)
+    return tuple(name(path) for path, _ in paths)
+
+
 # --------------------------------------------------------------------------------------------
 # Network specs and memory.
 
 
-class LayerSpec(dict):
-    """One layer dict of a network spec, frozen (lists become tuples) and hashable, so a config
-    that holds a spec stays immutable, hashable and JSON-serialisable."""
+class FrozenSpec(dict):
+    """A spec dict (a network layer, a per-state baseline) frozen — lists become tuples — and
+    hashable, so a config that holds a spec stays immutable, hashable and JSON-serialisable."""
 
     def __hash__(self) -> int:
         return hash(tuple(sorted(self.items())))
@@ -124,16 +136,16 @@ class LayerSpec(dict):
         return type(self), (dict(self),)
 
     def _frozen(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("LayerSpec is immutable")
+        raise TypeError("FrozenSpec is immutable")
 
     __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _frozen
 
 
-def _freeze(value: Any) -> Any:
-    return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
+def freeze(value: Any) -> Any:
+    return tuple(freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def _layer_spec(owner: str, index: int, entry: Any) -> LayerSpec:
+def _layer_spec(owner: str, index: int, entry: Any) -> FrozenSpec:
     where = f"{owner}: field `network[{index}]`"
     if not isinstance(entry, dict) or entry.get("type") not in SPEC_LAYER_TYPES:
         raise ValueError(f"{where} must be a layer dict whose 'type' is one of {SPEC_LAYER_TYPES} (layers "
@@ -145,10 +157,10 @@ def _layer_spec(owner: str, index: int, entry: Any) -> LayerSpec:
     for name in ("dropout", "l1_regularization", "l2_regularization"):
         if entry.get(name):  # the recipes' losses have no such terms: refuse rather than ignore
             raise ValueError(f"{where}: argument `{name}` is not supported by the recipes, got {entry[name]!r}")
-    return LayerSpec({key: _freeze(value) for key, value in entry.items()})
+    return FrozenSpec({key: freeze(value) for key, value in entry.items()})
 
 
-def network_spec(owner: str, network: Any) -> Optional[tuple[LayerSpec, ...]]:
+def network_spec(owner: str, network: Any) -> Optional[tuple[FrozenSpec, ...]]:
     """Config field `network` checked and frozen: None, or a non-empty list of TensorForce layer
     dicts (`fnrl.network_from_spec`) of `SPEC_LAYER_TYPES`, e.g. `[{"type": "dense", "size": 32},
     {"type": "internal_lstm", "size": 32}]`. Errors name `owner` and the layer."""

@@ -275,15 +275,18 @@ def _trpo_fields(tf: dict, names: set) -> dict:
 
 
 def _baseline_fields(spec: Any) -> dict:
-    """VPG's `baseline`: {"type": "mlp", "sizes"} or {"type": "cnn", "conv_sizes", "dense_sizes"}."""
+    """VPG's `baseline`: {"type": "mlp", "sizes"}, {"type": "cnn", "conv_sizes", "dense_sizes"} or
+    {"type": "aggregated", "baselines": {state name: an mlp or cnn spec}} (checked by VPGConfig)."""
     if spec is None:
         return {}
+    if isinstance(spec, dict) and spec.get("type") == "aggregated" and set(spec) == {"type", "baselines"}:
+        return {"baseline_network": "aggregated", "state_baselines": spec["baselines"]}
     if isinstance(spec, dict) and spec.get("type") == "mlp" and set(spec) <= {"type", "sizes"}:
         return {"baseline_network": "mlp", "baseline_sizes": tuple(spec.get("sizes", ()))}
     if isinstance(spec, dict) and spec.get("type") == "cnn" and set(spec) <= {"type", "conv_sizes", "dense_sizes"}:
         return {"baseline_network": "cnn", "baseline_conv_sizes": tuple(spec.get("conv_sizes", ())),
                 "baseline_sizes": tuple(spec.get("dense_sizes", ()))}
-    raise _tf_error("vpg_agent", "baseline", f"must be an mlp or cnn baseline spec, got {spec!r}")
+    raise _tf_error("vpg_agent", "baseline", f"must be an mlp, cnn or aggregated baseline spec, got {spec!r}")
 
 
 def _vpg_fields(tf: dict, names: set) -> dict:

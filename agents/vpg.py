@@ -18,8 +18,10 @@ TensorForce, which is also what happens without a baseline).
 `baseline_mode` (H6): None — no baseline; "states" — a separate value network on the raw states
 (`baseline_network="mlp"`: dense `baseline_sizes` (TensorForce `MLPBaseline`, H3); "cnn": 3×3
 stride-1 ReLU convolutions `baseline_conv_sizes`, then the dense layers (`CNNBaseline`, H4) on an
-image observation); "network" — the same dense layers + linear head on the policy network's
-embedding (H2). The baseline regresses the returns R with the halved squared error
+image observation); "aggregated": one such baseline per state (observation leaf), each given
+by `state_baselines`, and b(s) a learned linear combination of their values (`AggregatedBaseline`,
+H5: the per-state baselines of a multi-state env); "network" — the same dense layers + linear head
+on the policy network's embedding (H2). The baseline regresses the returns R with the halved squared error
 (`fnrl.value_loss`, TensorForce's `0.5·mean((b − R)²)`). With a `baseline_optimizer` it takes its
 own `baseline_optimizer_steps` steps on it (`fnrl.multi_step`, TensorForce's `multi_step`
 meta-optimizer) from the same batch, alongside the policy step; in "network" mode only the
@@ -57,7 +59,8 @@ from agents import common, policy
 from agents.common import check_choice, check_counts, check_optimizer, check_ranges
 
 BASELINE_MODES = (None, "states", "network")
-BASELINE_NETWORKS = ("mlp", "cnn")
+BASELINE_NETWORKS = ("mlp", "cnn", "aggregated")
+STATE_BASELINE_KEYS = {"mlp": ("sizes",), "cnn": ("conv_sizes", "dense_sizes")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,9 +80,13 @@ class VPGConfig:
     normalize_advantages: bool = True
     bootstrap: bool = True  # False: the value after the batch's last tick is 0 (TensorForce)
     baseline_mode: Optional[str] = "states"  # None, "states" or "network"
-    baseline_network: str = "mlp"  # "states" mode: "mlp" or "cnn" (image observations)
+    baseline_network: str = "mlp"  # "states" mode: "mlp", "cnn" (image observations) or "aggregated"
     baseline_sizes: tuple[int, ...] = (32, 32)  # dense layers of the baseline (tanh, as TensorForce)
     baseline_conv_sizes: tuple[int, ...] = (16, 16)  # "cnn": channels of the 3x3 convolutions
+    # "aggregated": {state name: {"type": "mlp", "sizes": [...]} or {"type": "cnn", "conv_sizes":
+    # [...], "dense_sizes": [...]}} for every state (`agents.policy.state_names`: the observation's
+    # dict keys, "state" for a bare observation); TensorForce's `baselines`
+    state_baselines: Optional[dict] = None
     baseline_optimizer: Any = "adam"  # "rmsprop", "sgd", a spec dict, or None: joint with the policy
     baseline_learning_rate: float = 1e-3  # of a named baseline optimizer
     baseline_optimizer_steps: int = 1  # fnrl.multi_step num_steps of a named one (TensorForce test: 5)
@@ -104,9 +111,39 @@ class VPGConfig:
             if self.baseline_mode is None:
                 raise ValueError("VPGConfig: field `gae_lambda` needs a baseline: set `baseline_mode` "
                                  "to 'states' or 'network', or gae_lambda to None")
-        if self.baseline_network == "cnn" and self.baseline_mode != "states":
-            raise ValueError(f"VPGConfig: field `baseline_network`='cnn' needs baseline_mode='states', "
-                             f"got {self.baseline_mode!r}")
+        if self.baseline_network in ("cnn", "aggregated") and self.baseline_mode != "states":
+            raise ValueError(f"VPGConfig: field `baseline_network`={self.baseline_network!r} needs "
+                             f"baseline_mode='states', got {self.baseline_mode!r}")
+        if (self.baseline_network == "aggregated") != (self.state_baselines is not None):
+            raise ValueError("VPGConfig: field `state_baselines` must be given exactly when baseline_network is "
+                             f"'aggregated', got baseline_network={self.baseline_network!r} and "
+                             f"state_baselines={self.state_baselines!r}")
+        if self.state_baselines is not None:
+            object.__setattr__(self, "state_baselines", _state_baselines(self.state_baselines))
+
+
+def _positive_ints(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+
+
+def _state_baselines(specs: Any) -> policy.FrozenSpec:
+    """VPGConfig's `state_baselines` checked and frozen (lists become tuples)."""
+    where = "VPGConfig: field `state_baselines`"
+    if not isinstance(specs, dict) or not specs or not all(isinstance(name, str) for name in specs):
+        raise ValueError(f"{where} must be a non-empty dict from state names to baseline specs, got {specs!r}")
+    frozen = {}
+    for name, spec in specs.items():
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if kind not in STATE_BASELINE_KEYS:
+            raise ValueError(f"{where}[{name!r}] must be a dict whose 'type' is 'mlp' or 'cnn', got {spec!r}")
+        keys = STATE_BASELINE_KEYS[kind]
+        unknown = sorted(set(spec) - {"type", *keys})
+        if unknown or not all(_positive_ints(spec.get(key, ())) for key in keys):
+            raise ValueError(f"{where}[{name!r}]: a {kind!r} baseline takes {keys} as lists of ints >= 1, "
+                             f"got {spec!r}")
+        frozen[name] = policy.FrozenSpec({"type": kind, **{key: policy.freeze(spec.get(key, ())) for key in keys}})
+    return policy.FrozenSpec(frozen)
 
 
 class VPGState(NamedTuple):
@@ -139,6 +176,7 @@ class _Agent(NamedTuple):
     network: hk.Transformed  # policy: features -> (list of per-part distribution params, embedding)
     baseline: Optional[hk.Transformed]  # baseline input -> value
     spaces: policy.Spaces
+    state_names: tuple[str, ...]  # of the observation leaves (`agents.policy.state_names`)
     optimizer: fnrl.Minimizer
     baseline_optimizer: Optional[fnrl.Minimizer]  # None: baseline loss joins the policy's
     num_updates: int
@@ -168,25 +206,57 @@ def _conv_torso(channels: tuple[int, ...], images: Array) -> Array:
     return h.reshape(lead + (-1,))
 
 
-def _baseline_network(config: VPGConfig) -> hk.Transformed:
-    """MLPBaseline / CNNBaseline: [convs,] dense `baseline_sizes` (tanh), linear value."""
+def _value(conv_sizes: tuple[int, ...], dense_sizes: tuple[int, ...], x: Array) -> Array:
+    """MLPBaseline / CNNBaseline: [3×3 convs on an image,] dense layers (tanh), linear value."""
+    if conv_sizes:
+        x = _conv_torso(conv_sizes, x)
+    x = fnrl.MLP(dense_sizes, "tanh", name="dense")(x) if dense_sizes else x
+    return fnrl.ValueHead(name="value")(x)
+
+
+def _baseline_network(config: VPGConfig, state_names: tuple[str, ...]) -> hk.Transformed:
+    """The baseline b: `_value` on the baseline input, or for "aggregated" the per-state values
+    combined by a linear layer, initialised to their mean (`state_<i>/...` in leaf order)."""
 
     def forward(x: Array) -> Array:
-        if config.baseline_network == "cnn":
-            x = _conv_torso(config.baseline_conv_sizes, x)
-        x = fnrl.MLP(config.baseline_sizes, "tanh", name="dense")(x) if config.baseline_sizes else x
-        return fnrl.ValueHead(name="value")(x)
+        conv_sizes = config.baseline_conv_sizes if config.baseline_network == "cnn" else ()
+        return _value(conv_sizes, config.baseline_sizes, x)
 
-    return hk.without_apply_rng(hk.transform(forward))
+    def aggregated(leaves: list) -> Array:
+        values = []
+        for i, (name, leaf) in enumerate(zip(state_names, leaves)):
+            spec = config.state_baselines[name]
+            conv_sizes, dense_sizes = (spec["conv_sizes"], spec["dense_sizes"]) if spec["type"] == "cnn" \
+                else ((), spec["sizes"])
+            with hk.name_scope(f"state_{i}"):
+                values.append(_value(conv_sizes, dense_sizes, leaf))
+        stacked = jnp.stack(values, axis=-1)
+        combine = hk.Linear(1, w_init=hk.initializers.Constant(1.0 / len(values)), name="aggregate")
+        return combine(stacked)[..., 0]
+
+    return hk.without_apply_rng(hk.transform(aggregated if config.baseline_network == "aggregated" else forward))
 
 
-def _baseline_input(agent: _Agent, observation: PyTree, embedding: Array) -> Array:
-    """What the baseline sees: the embedding ("network"), the image ("cnn") or the features."""
+def _baseline_input(agent: _Agent, observation: PyTree, embedding: Array) -> Array | list:
+    """What the baseline sees: the embedding ("network"), the image ("cnn"), each state as a float
+    array of its own ("aggregated": images whole, others flattened to `[..., F]`) or the features."""
     if agent.config.baseline_mode == "network":
         return embedding
+    leaves = agent.spaces.obs_treedef.flatten_up_to(observation)
     if agent.config.baseline_network == "cnn":
-        return jnp.asarray(agent.spaces.obs_treedef.flatten_up_to(observation)[0], jnp.float32)
+        return jnp.asarray(leaves[0], jnp.float32)
+    if agent.config.baseline_network == "aggregated":
+        return [_state_input(agent.config.state_baselines[name], spec, leaf) for name, spec, leaf
+                in zip(agent.state_names, agent.spaces.obs_specs, leaves)]
     return policy.features(agent.spaces, observation)
+
+
+def _state_input(baseline: dict, spec: fnrl.Spec, leaf: Array) -> Array:
+    """One state for its baseline: the `[..., H, W, C]` image for a cnn, else `[..., F]`."""
+    leaf = jnp.asarray(leaf, jnp.float32)
+    if baseline["type"] == "cnn":
+        return leaf
+    return leaf.reshape(leaf.shape[: leaf.ndim - len(spec.shape)] + (-1,))
 
 
 def _forward(agent: _Agent, params: PyTree, observation: PyTree) -> tuple[list, Array, Array]:
@@ -344,12 +414,26 @@ def _check_image_observation(env: Env) -> None:
                          f"Spec of shape (H, W, C), got {observation}")
 
 
+def _check_state_baselines(config: VPGConfig, state_names: tuple[str, ...], obs_specs: tuple) -> None:
+    """`state_baselines` names every state of the env once, and its cnn states are images."""
+    if set(config.state_baselines) != set(state_names):
+        raise ValueError(f"vpg.make_trainer: config.state_baselines must name each of the env's states "
+                         f"{list(state_names)} once, got {list(config.state_baselines)}")
+    for name, spec in zip(state_names, obs_specs):
+        if config.state_baselines[name]["type"] == "cnn" and len(spec.shape) != 3:
+            raise ValueError(f"vpg.make_trainer: config.state_baselines[{name!r}] is a cnn baseline, which needs "
+                             f"an image state of shape (H, W, C), got {spec}")
+
+
 def make_agent(config: VPGConfig, env: Env) -> _Agent:
     """The static parts of the recipe for `env`'s specs (networks, distributions, optimizers)."""
     common.check_env("vpg.make_trainer", config, env)
     if config.baseline_network == "cnn":
         _check_image_observation(env)
     spaces = policy.spaces("vpg.make_trainer", env.spec(), config.bounded_actions)
+    state_names = policy.state_names(env.spec().observation)
+    if config.baseline_network == "aggregated":
+        _check_state_baselines(config, state_names, spaces.obs_specs)
     has_baseline = config.baseline_mode is not None
     baseline_optimizer = None
     if has_baseline and isinstance(config.baseline_optimizer, dict):
@@ -358,8 +442,8 @@ def make_agent(config: VPGConfig, env: Env) -> _Agent:
         named = common.named_optimizer(config.baseline_optimizer, config.baseline_learning_rate)
         baseline_optimizer = fnrl.optimizer_from_spec(
             {"type": "multi_step", "optimizer": named, "num_steps": config.baseline_optimizer_steps})
-    return _Agent(config, _policy_network(config, spaces), _baseline_network(config) if has_baseline else None,
-                  spaces,
+    return _Agent(config, _policy_network(config, spaces),
+                  _baseline_network(config, state_names) if has_baseline else None, spaces, state_names,
                   common.minimizer(config.optimizer, config.learning_rate, config.max_grad_norm), baseline_optimizer,
                   config.total_steps // (config.num_envs * config.num_steps))
 

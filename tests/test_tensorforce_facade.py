@@ -254,6 +254,12 @@ def test_tensorforce_config_maps_keys_and_tensorforce_defaults():
                                  "baseline_mode": "states", "baseline": {"type": "mlp", "sizes": [16]}})
     assert (vpg["optimizer"], vpg["learning_rate"], vpg["baseline_sizes"], vpg["bootstrap"]) == \
         ("adam", 0.01, (16,), False)
+    baselines = {"pair": {"type": "mlp", "sizes": [8]}, "image": {"type": "cnn", "conv_sizes": [4], "dense_sizes": []}}
+    _, aggregated = tensorforce_config({"type": "vpg_agent", "baseline_mode": "states",
+                                        "baseline": {"type": "aggregated", "baselines": baselines}})
+    assert (aggregated["baseline_network"], aggregated["state_baselines"]) == ("aggregated", baselines)
+    assert make_config("vpg", aggregated).state_baselines["image"] == {"type": "cnn", "conv_sizes": (4,),
+                                                                       "dense_sizes": ()}
     assert tensorforce_config({"type": "constant_agent", "action_values": {"action": 1}}) == \
         ("constant", {"num_envs": 1, "action_value": 1.0})
     for spec in ({"type": "ppo_agent", "batch_size": 8}, {"type": "trpo_agent", "batch_size": 16},
@@ -267,7 +273,8 @@ def test_tensorforce_config_maps_keys_and_tensorforce_defaults():
     ({"type": "ppo_agent", "memory": {}}, r"does not support key\(s\) \['memory'\]; supported: .*batch_size"),
     ({"type": "ppo_agent", "baseline_mode": "network"}, "baseline_mode"),
     ({"type": "vpg_agent", "batch_size": 0}, "batch_size"),
-    ({"type": "vpg_agent", "baseline": {"type": "aggregated"}}, "mlp or cnn"),
+    ({"type": "vpg_agent", "baseline": {"type": "aggregated"}}, "mlp, cnn or aggregated"),
+    ({"type": "vpg_agent", "baseline": {"type": "lstm", "sizes": [8]}}, "mlp, cnn or aggregated"),
     ({"type": "trpo_agent", "baseline_optimizer": {"type": "rmsprop"}}, "adam"),
     ({"type": "constant_agent", "action_values": {"a": 1.0, "b": 0.0}}, "one value"),
 ])
