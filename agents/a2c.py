@@ -69,6 +69,7 @@ class A2CConfig:
     normalize_advantages: bool = False
     bounded_actions: str = "beta"  # or "clipped_gaussian" (see agents.ppo)
     init_log_std: float = 0.0  # initial log-std of gaussian policies
+    variable_noise: float = 0.0  # stddev of Gaussian noise on the policy's parameters per sampled tick (TensorForce)
     network: Optional[tuple] = None  # TensorForce layers spec for each torso (replaces hidden_sizes)
     memory: str = "none"  # "lstm" / "gru": an AgentNet memory cell after each torso (recurrent)
     memory_size: int = 64  # units of that cell
@@ -79,7 +80,7 @@ class A2CConfig:
         check_counts("A2CConfig", self, ("num_envs", "num_steps", "total_steps", "memory_size"))
         check_ranges("A2CConfig", self, (("gamma", 0, 1), ("gae_lambda", 0, 1), ("learning_rate", 0, None),
                                          ("max_grad_norm", 0, None), ("rmsprop_decay", 0, 1),
-                                         ("optimizer_eps", 0, None)))
+                                         ("optimizer_eps", 0, None), ("variable_noise", 0, None)))
         check_choice("A2CConfig", "optimizer", self.optimizer, common.OPTIMIZERS)
         check_choice("A2CConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
         check_choice("A2CConfig", "memory", self.memory, policy.MEMORY_CELLS)

@@ -431,12 +431,22 @@ def bootstrap_value(agent: Any, params: PyTree, obs_stats: PyTree, rollout: Roll
 def behaviour(agent: Any, params: PyTree, obs_stats: PyTree, key: PRNGKey, observation: PyTree,
               memory: PyTree, action: PyTree = None) -> PolicyOutput:
     """`fnrl.rollout` policy step: samples (unless `action` is given) and records the behaviour
-    "log_prob" and "value" as extras; carries the memory of a recurrent policy."""
-    dist_params, value, memory = forward_with_memory(agent, params, obs_stats, observation, memory)
+    "log_prob" and "value" as extras; carries the memory of a recurrent policy.
+
+    With `agent.config.variable_noise` = σ > 0 (TensorForce's `variable_noise`) a sampled action
+    comes from the network with parameters θ + σ·ε (`fnrl.perturb_params`, one draw per tick for
+    the whole batch, keyed by a split of the tick's key) and "log_prob" is that behaviour policy's,
+    so PPO's ratio weighs it as the off-policy sample it is; "value" and the memory stay the
+    unperturbed network's."""
+    dist_params, value, next_memory = forward_with_memory(agent, params, obs_stats, observation, memory)
     if action is None:
+        if agent.config.variable_noise:
+            noise_key, key = jax.random.split(key)
+            noisy = fnrl.perturb_params(noise_key, params, agent.config.variable_noise)
+            dist_params = forward_with_memory(agent, noisy, obs_stats, observation, memory)[0]
         action = sample(agent.spaces, key, dist_params)
     extras = {"log_prob": log_prob(agent.spaces, dist_params, action), "value": value}
-    return PolicyOutput(action, memory, extras)
+    return PolicyOutput(action, next_memory, extras)
 
 
 def act(agent: Any, policy_params: PyTree, key: PRNGKey, observation: PyTree, greedy: Any) -> PyTree:

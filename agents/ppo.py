@@ -82,6 +82,7 @@ class PPOConfig:
     normalize_rewards: bool = False
     bounded_actions: str = "beta"  # or "clipped_gaussian"
     init_log_std: float = 0.0  # initial log-std of gaussian policies
+    variable_noise: float = 0.0  # stddev of Gaussian noise on the policy's parameters per sampled tick (TensorForce)
     network: Optional[tuple] = None  # TensorForce layers spec for each torso (replaces hidden_sizes)
     memory: str = "none"  # "lstm" / "gru": an AgentNet memory cell after each torso (recurrent)
     memory_size: int = 64  # units of that cell
@@ -93,7 +94,8 @@ class PPOConfig:
         common.check_counts("PPOConfig", self, ("num_envs", "num_steps", "total_steps", "update_epochs",
                                                 "num_minibatches", "memory_size"))
         common.check_ranges("PPOConfig", self, (("gamma", 0, 1), ("gae_lambda", 0, 1), ("clip_eps", 0, None),
-                                                ("learning_rate", 0, None), ("max_grad_norm", 0, None)))
+                                                ("learning_rate", 0, None), ("max_grad_norm", 0, None),
+                                                ("variable_noise", 0, None)))
         common.check_choice("PPOConfig", "clip_range", self.clip_range, _CLIP_RANGES)
         common.check_choice("PPOConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
         common.check_choice("PPOConfig", "memory", self.memory, policy.MEMORY_CELLS)

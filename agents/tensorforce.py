@@ -168,7 +168,8 @@ AGENT_TYPES = {"ppo_agent": "ppo", "trpo_agent": "trpo", "vpg_agent": "vpg", "ra
 IGNORED_KEYS = ("scope", "device", "session_config", "summary_spec", "saver_spec", "batched_observe",
                 "keep_last_timestep", "log_level", "cg_unroll_loop")
 _PG_DEFAULTS = {"batch_size": 1000, "discount": 0.99, "entropy_regularization": None, "gae_lambda": None,
-                "baseline_mode": None, "baseline": None, "baseline_optimizer": None, "network": None}
+                "baseline_mode": None, "baseline": None, "baseline_optimizer": None, "network": None,
+                "variable_noise": None}
 # TensorForce 0.3.5's defaults (its agents' signatures; PPO's step optimizer from its source).
 TENSORFORCE_DEFAULTS = {
     "ppo_agent": {**_PG_DEFAULTS, "entropy_regularization": 0.01, "likelihood_ratio_clipping": None,
@@ -223,12 +224,16 @@ def _optimizer_fields(agent_type: str, key: str, spec: Any, names: set) -> dict:
 
 def _pg_fields(agent_type: str, tf: dict, names: set) -> dict:
     """Keys every policy-gradient agent shares: a batch of `batch_size` ticks of one env, the
-    discount, the entropy bonus and the network."""
+    discount, the entropy bonus, the network and the parameter noise when acting."""
     batch = tf["batch_size"]
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise _tf_error(agent_type, "batch_size", f"must be an int >= 1, got {batch!r}")
+    noise = tf["variable_noise"]
+    if noise is not None and (isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0):
+        raise _tf_error(agent_type, "variable_noise", f"must be None or a number >= 0, got {noise!r}")
     return {"num_envs": 1, "num_steps": batch, "gamma": tf["discount"],
             "ent_coef": tf["entropy_regularization"] or 0.0, "normalize_advantages": False,
+            **({} if noise is None else {"variable_noise": float(noise)}),
             **_network_fields(agent_type, tf["network"], names)}
 
 

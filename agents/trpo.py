@@ -76,6 +76,7 @@ class TRPOConfig:
     value_minibatches: int = 8
     bounded_actions: str = "beta"  # or "clipped_gaussian" (see agents.ppo)
     init_log_std: float = 0.0  # initial log-std of gaussian policies
+    variable_noise: float = 0.0  # stddev of Gaussian noise on the policy's parameters per sampled tick (TensorForce)
     network: Optional[tuple] = None  # TensorForce layers spec for each torso (replaces hidden_sizes)
 
     def __post_init__(self):
@@ -92,7 +93,7 @@ class TRPOConfig:
         for name, low, high in (("gamma", 0, 1), ("gae_lambda", 0, 1), ("max_kl", 0, None),
                                 ("cg_damping", 0, None), ("ls_accept_ratio", 0, None), ("ls_parameter", 0, 1),
                                 ("kl_tolerance", 1, None), ("likelihood_ratio_clipping", 0, None),
-                                ("ent_coef", 0, None), ("value_learning_rate", 0, None)):
+                                ("ent_coef", 0, None), ("value_learning_rate", 0, None), ("variable_noise", 0, None)):
             value = getattr(self, name)
             if not low <= value or (high is not None and value > high):
                 raise ValueError(f"TRPOConfig: field `{name}` must lie in [{low}, {high or 'inf'}], got {value!r}")

@@ -94,13 +94,15 @@ class VPGConfig:
     gae_lambda: Optional[float] = None  # None: R − b; in [0, 1]: GAE (needs a baseline)
     bounded_actions: str = "beta"  # or "clipped_gaussian" (see agents.ppo)
     init_log_std: float = 0.0  # initial log-std of gaussian policies
+    variable_noise: float = 0.0  # stddev of Gaussian noise on the policy's parameters per sampled tick (TensorForce)
 
     def __post_init__(self):
         for name in ("hidden_sizes", "baseline_sizes", "baseline_conv_sizes"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         check_counts("VPGConfig", self, ("num_envs", "num_steps", "total_steps", "baseline_optimizer_steps"))
         check_ranges("VPGConfig", self, (("gamma", 0, 1), ("learning_rate", 0, None), ("max_grad_norm", 0, None),
-                                         ("baseline_learning_rate", 0, None), ("baseline_coef", 0, None)))
+                                         ("baseline_learning_rate", 0, None), ("baseline_coef", 0, None),
+                                         ("variable_noise", 0, None)))
         check_optimizer("VPGConfig", "optimizer", self.optimizer)
         check_choice("VPGConfig", "baseline_mode", self.baseline_mode, BASELINE_MODES)
         check_choice("VPGConfig", "baseline_network", self.baseline_network, BASELINE_NETWORKS)
@@ -270,9 +272,15 @@ def _forward(agent: _Agent, params: PyTree, observation: PyTree) -> tuple[list, 
 
 def policy_step(agent: _Agent, state: VPGState, key: PRNGKey, observation: PyTree, memory: PyTree,
                 action: PyTree = None) -> PolicyOutput:
-    """`fnrl.rollout` policy step; records the baseline value b(s) as the "value" extra."""
+    """`fnrl.rollout` policy step; records the baseline value b(s) as the "value" extra. With
+    `variable_noise` a sampled action comes from the policy network with perturbed parameters
+    (as `agents.policy.behaviour`)."""
     dist_params, _, value = _forward(agent, state.params, observation)
     if action is None:
+        if agent.config.variable_noise:
+            noise_key, key = jax.random.split(key)
+            noisy = fnrl.perturb_params(noise_key, state.params["policy"], agent.config.variable_noise)
+            dist_params, _ = agent.network.apply(noisy, policy.features(agent.spaces, observation))
         action = policy.sample(agent.spaces, key, dist_params)
     return PolicyOutput(action, memory, {"value": value})
 

@@ -130,6 +130,7 @@ from fnrl.exploration import (
     ornstein_uhlenbeck,
     OUNoise,
     OUState,
+    perturb_params,
     probabilistic,
 )
 from fnrl.policy_gradients import (

@@ -15,6 +15,8 @@ and TensorForce's explorations (D4-D9) as pure functions:
   additive noise plus clipping for float actions. Deterministic acting (TensorForce's
   `deterministic=True`, AgentNet's greedy flags) is `greedy`, `probabilistic(..., greedy=True)`
   or simply `epsilon = 0` / zero noise.
+* `perturb_params` is parameter-space noise (TensorForce's `variable_noise`): a noisy copy of a
+  policy's parameters to act with.
 * `exploration_from_spec` builds TensorForce `explorations_spec`s into `Exploration(init,
   explore)` pairs over the functions above, all with TensorForce's `tf_explore` signature.
 """
@@ -395,6 +397,37 @@ def gaussian_noise(key: PRNGKey, action: ArrayLike, sigma: ArrayLike,
     sigma = check_broadcastable(fn, "sigma", sigma, action.shape)
     noise = sigma.astype(action.dtype) * jax.random.normal(key, action.shape, action.dtype)
     return explore_continuous(action, noise, low, high)
+
+
+def perturb_params(key: PRNGKey, params: Any, stddev: ArrayLike) -> Any:
+    """Parameter-space noise: every float leaf of `params` plus independent Gaussian noise,
+
+        θ'_i = θ_i + stddev · ε_i,   ε_i ~ N(0, I),
+
+    with one key per leaf (`jax.random.split(key, num_leaves)` in leaf order); integer and bool
+    leaves are returned as they are. Acting with θ' explores consistently within a tick instead
+    of jittering each action (Rückstieß, Felder & Schmidhuber 2008, "State-Dependent Exploration
+    for Policy Gradient Methods"; Plappert et al. 2018, "Parameter Space Noise for Exploration",
+    which also adapts `stddev`); TensorForce's `variable_noise` adds it to the policy's variables
+    for each act. `stddev` >= 0 (may be traced; 0 returns `params`' values).
+
+    Returns:
+      a pytree like `params`, each float leaf in its own dtype.
+    """
+    fn = "perturb_params"
+    _check_key(fn, key)
+    check_static_range(fn, "stddev", stddev, low=0)
+    stddev = check_array("stddev", stddev, kind="numeric", rank=0, fn=fn)
+    leaves, treedef = jax.tree.flatten(params)
+    arrays = [check_array(f"params (leaf {i})", leaf, kind="bool_or_numeric", fn=fn) for i, leaf in enumerate(leaves)]
+    keys = jax.random.split(key, max(1, len(arrays)))
+
+    def perturb(leaf: Array, leaf_key: PRNGKey) -> Array:
+        if not jnp.issubdtype(leaf.dtype, jnp.floating):
+            return leaf
+        return leaf + stddev.astype(leaf.dtype) * jax.random.normal(leaf_key, leaf.shape, leaf.dtype)
+
+    return treedef.unflatten([perturb(leaf, k) for leaf, k in zip(arrays, keys)])
 
 
 class OUState(NamedTuple):

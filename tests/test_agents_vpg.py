@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fnrl.envs
-from agents import vpg
+from agents import policy, vpg
 from fnrl.envs import toy, wrappers
 from fnrl.rollout import Trajectory
 from fnrl.types import Env, EnvSpec, Spec
@@ -246,6 +246,22 @@ def test_state_baselines_survive_a_json_round_trip():
     assert again.state_baselines["pair"]["sizes"] == (16, 16)
 
 
+def test_variable_noise_samples_from_the_perturbed_policy_network():
+    config = vpg.VPGConfig(num_envs=4, variable_noise=0.5)
+    env = fnrl.envs.make("CartPole-v1", num_envs=4)
+    agent = vpg.make_agent(config, env)
+    state = jax.jit(vpg.make_trainer(config, env).init)(jax.random.PRNGKey(0))
+    obs, key = jax.random.normal(jax.random.PRNGKey(1), (256, 4)), jax.random.PRNGKey(2)
+    out = vpg.policy_step(agent, state, key, obs, ())
+    noise_key, sample_key = jax.random.split(key)
+    noisy = fnrl.perturb_params(noise_key, state.params["policy"], 0.5)
+    dist_params, _ = agent.network.apply(noisy, obs)
+    np.testing.assert_array_equal(out.action, policy.sample(agent.spaces, sample_key, dist_params))
+    np.testing.assert_allclose(out.extras["value"], vpg._forward(agent, state.params, obs)[2], rtol=1e-6)
+    clean, _ = agent.network.apply(state.params["policy"], obs)
+    assert not np.array_equal(out.action, policy.sample(agent.spaces, sample_key, clean))
+
+
 @pytest.mark.parametrize("baseline_optimizer", [None, "adam"])
 def test_network_baseline_trains_the_torso_only_without_its_own_optimizer(baseline_optimizer):
     """H6: the baseline loss reaches the shared policy torso only when it joins the policy loss."""
@@ -276,6 +292,7 @@ def test_network_baseline_trains_the_torso_only_without_its_own_optimizer(baseli
     (dict(baseline_mode="network", baseline_network="cnn"), "baseline_network"),
     (dict(baseline_optimizer="lbfgs"), "baseline_optimizer"),
     (dict(baseline_optimizer_steps=0), "baseline_optimizer_steps"),
+    (dict(variable_noise=-1.0), "variable_noise"),
     (dict(baseline_network="aggregated"), "state_baselines"),
     (dict(state_baselines={"state": {"type": "mlp"}}), "state_baselines"),
     (dict(baseline_mode="network", baseline_network="aggregated", state_baselines={"state": {"type": "mlp"}}),

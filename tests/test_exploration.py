@@ -588,3 +588,47 @@ def test_ornstein_uhlenbeck_init_forms():
 def test_ornstein_uhlenbeck_errors(call, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         call()
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter-space noise.
+
+
+@jit_variants
+@given(w=floats((3, 2), -2, 2), b=floats((2,), -2, 2), stddev=st.floats(0, 2, width=32))
+def test_perturb_params_matches_numpy(use_jit, w, b, stddev):
+    params = {"layer": {"b": b, "w": w}, "steps": np.arange(3, dtype=np.int32)}
+    got = variant(ex.perturb_params, use_jit)(KEY, params, stddev)
+    # Leaf order b, w, steps: one key per leaf from one split; int leaves stay as they are.
+    keys = jax.random.split(KEY, 3)
+    for leaf, key, name in ((b, keys[0], "b"), (w, keys[1], "w")):
+        normal = np.asarray(jax.random.normal(key, leaf.shape, jnp.float32), np.float64)
+        want = np.empty(leaf.shape)
+        for idx in np.ndindex(leaf.shape):
+            want[idx] = float(leaf[idx]) + stddev * normal[idx]
+        assert got["layer"][name].dtype == jnp.float32
+        np.testing.assert_allclose(got["layer"][name], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got["steps"], params["steps"])
+
+
+def test_perturb_params_moments_and_independence():
+    params = {"a": jnp.zeros(N_SAMPLES), "b": jnp.ones((N_SAMPLES, 1), jnp.bfloat16)}
+    noisy = jax.jit(ex.perturb_params)(KEY, params, 0.5)
+    a, b = np.asarray(noisy["a"], np.float64), np.asarray(noisy["b"], np.float64)[:, 0]
+    assert noisy["b"].dtype == jnp.bfloat16
+    np.testing.assert_allclose([a.mean(), b.mean()], [0.0, 1.0], atol=5 * 0.5 / np.sqrt(N_SAMPLES))
+    np.testing.assert_allclose([a.std(), b.std()], [0.5, 0.5], rtol=0.03)
+    assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(N_SAMPLES)  # each leaf its own draw
+    same = ex.perturb_params(KEY, params, 0.0)
+    jax.tree.map(np.testing.assert_array_equal, same, params)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: ex.perturb_params(KEY, {"w": jnp.ones(2)}, -0.1), "stddev"),
+    (lambda: ex.perturb_params(KEY, {"w": jnp.ones(2)}, jnp.ones(2)), "stddev"),
+    (lambda: ex.perturb_params(jnp.ones(2), {"w": jnp.ones(2)}, 0.1), "key"),
+    (lambda: ex.perturb_params(KEY, {"w": "weights"}, 0.1), "params"),
+])
+def test_perturb_params_argument_errors(call, name):
+    with pytest.raises(ValueError, match=f"`{name}"):
+        call()

@@ -260,6 +260,9 @@ def test_tensorforce_config_maps_keys_and_tensorforce_defaults():
     assert (aggregated["baseline_network"], aggregated["state_baselines"]) == ("aggregated", baselines)
     assert make_config("vpg", aggregated).state_baselines["image"] == {"type": "cnn", "conv_sizes": (4,),
                                                                        "dense_sizes": ()}
+    for agent_type in ("ppo_agent", "trpo_agent", "vpg_agent"):
+        name, noisy = tensorforce_config({"type": agent_type, "variable_noise": 0.1})
+        assert make_config(name, noisy).variable_noise == 0.1
     assert tensorforce_config({"type": "constant_agent", "action_values": {"action": 1}}) == \
         ("constant", {"num_envs": 1, "action_value": 1.0})
     for spec in ({"type": "ppo_agent", "batch_size": 8}, {"type": "trpo_agent", "batch_size": 16},
@@ -274,6 +277,8 @@ def test_tensorforce_config_maps_keys_and_tensorforce_defaults():
     ({"type": "ppo_agent", "baseline_mode": "network"}, "baseline_mode"),
     ({"type": "vpg_agent", "batch_size": 0}, "batch_size"),
     ({"type": "vpg_agent", "baseline": {"type": "aggregated"}}, "mlp, cnn or aggregated"),
+    ({"type": "ppo_agent", "variable_noise": -0.1}, "variable_noise"),
+    ({"type": "vpg_agent", "variable_noise": "0.1"}, "variable_noise"),
     ({"type": "vpg_agent", "baseline": {"type": "lstm", "sizes": [8]}}, "mlp, cnn or aggregated"),
     ({"type": "trpo_agent", "baseline_optimizer": {"type": "rmsprop"}}, "adam"),
     ({"type": "constant_agent", "action_values": {"a": 1.0, "b": 0.0}}, "one value"),
