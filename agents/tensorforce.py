@@ -27,9 +27,15 @@ terminal or 0 / 1 / 2 (2 = truncated), and `truncated=True` marks a time-limit e
 bootstraps from the value of the final state (DESIGN.md) — pass that state as `next_states`;
 without it the bootstrap uses the state of the next `act` (the next episode's first one).
 
+Preprocessing. TensorForce's `states_preprocessing_spec` / `reward_preprocessing_spec`
+(`fnrl.preprocessing.from_spec`) run in the agent, as in TensorForce: `act` processes the state
+(the preprocessors' state restarts with each episode), `observe` the reward, and the recipe is
+built for, records and learns from the processed states and rewards. `next_states` is processed
+as the next `act` would see it, without advancing the preprocessors.
+
 Checkpoints (`fnrl.checkpoint`, no pickle) hold the learner state, the acting key and memory, the
-episode statistics, the counters and the partly filled batch (a fixed-size buffer), so a restored
-agent continues exactly where the saved one was.
+episode statistics, the preprocessors' state, the counters and the partly filled batch (a
+fixed-size buffer), so a restored agent continues exactly where the saved one was.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnrl import checkpoint
+from fnrl import checkpoint, preprocessing
 from fnrl.envs.wrappers import EpisodeStats, episode_stats_init, episode_stats_update
 from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
 from fnrl.types import Env, EnvSpec, PRNGKey, PyTree, Spec, TimeStep
@@ -165,6 +171,8 @@ AGENT_TYPES = {"ppo_agent": "ppo", "trpo_agent": "trpo", "vpg_agent": "vpg", "ra
                "constant_agent": "constant"}
 # Keys with no meaning here (TensorFlow devices and sessions, logging, batching of observe
 # calls, TensorForce's batch-memory bookkeeping): accepted and ignored.
+# Applied by `Agent` itself (`Agent.from_spec`), not by a recipe config.
+PREPROCESSING_KEYS = ("states_preprocessing_spec", "reward_preprocessing_spec")
 IGNORED_KEYS = ("scope", "device", "session_config", "summary_spec", "saver_spec", "batched_observe",
                 "keep_last_timestep", "log_level", "cg_unroll_loop")
 _PG_DEFAULTS = {"batch_size": 1000, "discount": 0.99, "entropy_regularization": None, "gae_lambda": None,
@@ -339,6 +347,11 @@ def tensorforce_config(spec: dict) -> tuple[str, dict]:
     given = {("network" if key == "network_spec" else key): value for key, value in spec.items()
              if key != "type" and key not in IGNORED_KEYS}
     defaults = TENSORFORCE_DEFAULTS[agent_type]
+    applied_by_agent = sorted(set(given) & set(PREPROCESSING_KEYS))
+    if applied_by_agent:
+        raise ValueError(f"tensorforce_config: {applied_by_agent} are applied by agents.tensorforce.Agent "
+                         "(Agent.from_spec takes them), not by a recipe config; a recipe learns from what its env "
+                         "returns, so preprocess there")
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise ValueError(f"tensorforce_config: {agent_type} does not support key(s) {unknown}; supported: "
@@ -427,6 +440,29 @@ def _episode_end(terminal: Any, truncated: Any) -> tuple[bool, bool]:
     return code == 1, code != 1 and (code == 2 or bool(truncated))
 
 
+class _Preprocessing(NamedTuple):
+    """A TensorForce preprocessing spec built for one env's states or rewards (a batch of one):
+    jitted `apply` / `reset`, the state to start from and the processed states' specs."""
+
+    apply: Callable  # (state, x [1, ...]) -> (state, y)
+    reset: Callable  # state -> state at an episode start
+    initial: PyTree
+    spec: PyTree  # `Spec`s of one processed state (no batch axis)
+
+    @staticmethod
+    def build(name: str, spec: Any, example: PyTree) -> Optional["_Preprocessing"]:
+        if spec is None:
+            return None
+        try:
+            pp = preprocessing.from_spec(spec)
+            initial = pp.init(example)
+            out = jax.eval_shape(pp.apply, initial, example)[1]
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"Agent: argument `{name}`: {error}") from None
+        processed = jax.tree.map(lambda s: Spec(s.shape[1:], s.dtype), out)
+        return _Preprocessing(jax.jit(pp.apply), jax.jit(lambda state: pp.reset(state)), initial, processed)
+
+
 class Agent:
     """TensorForce's `Agent` API on a recipe's pure functions (see the module docstring).
 
@@ -438,28 +474,43 @@ class Agent:
         or `fnrl.Spec` pytrees, for one (unbatched) env.
       config: the recipe's config object, a dict of its fields, or None (defaults); `num_envs` is 1.
       seed: keys derive from `PRNGKey(seed)` as `agents.common.on_policy_trainer` derives them.
+      states_preprocessing, reward_preprocessing: TensorForce's `states_preprocessing_spec` /
+        `reward_preprocessing_spec` (`fnrl.preprocessing.from_spec`: a list of preprocessor
+        dicts, or per state name), or None. The agent keeps their state, resets it when an
+        episode starts, and the recipe sees and learns from the processed states and rewards.
       **fields: config fields set on top of `config`.
 
     Attributes: `episode` (finished episodes), `timestep` (observed ticks), `updates` (batches
     learned from), `last_metrics` (the recipe's metrics of the last update), `config`.
     """
 
-    def __init__(self, agent: str, states: Any, actions: Any, config: Any = None, seed: int = 0, **fields: Any):
+    def __init__(self, agent: str, states: Any, actions: Any, config: Any = None, seed: int = 0,
+                 states_preprocessing: Any = None, reward_preprocessing: Any = None, **fields: Any):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ValueError(f"Agent: argument `seed` must be an int, got {seed!r}")
         env_spec = EnvSpec(specs("Agent: argument `states`", states), specs("Agent: argument `actions`", actions))
         self.agent, self.seed, self.spec = agent, int(seed), env_spec
         self.config = make_config(agent, config, **fields)
-        self._built = _build(agent, self.config, env_spec)
-        self._obs_specs, self._obs_treedef = jax.tree.flatten(env_spec.observation, is_leaf=_is_spec)
+        self._raw_specs, self._raw_treedef = jax.tree.flatten(env_spec.observation, is_leaf=_is_spec)
+        self._states_pp = _Preprocessing.build("states_preprocessing", states_preprocessing,
+                                               self._raw_treedef.unflatten([np.zeros((1,) + s.shape, s.dtype)
+                                                                            for s in self._raw_specs]))
+        self._reward_pp = _Preprocessing.build("reward_preprocessing", reward_preprocessing, np.zeros(1, np.float32))
+        recipe_spec = env_spec if self._states_pp is None else env_spec._replace(observation=self._states_pp.spec)
+        self._built = _build(agent, self.config, recipe_spec)
+        self._obs_specs, self._obs_treedef = jax.tree.flatten(recipe_spec.observation, is_leaf=_is_spec)
         self._start(self.seed)
 
     @classmethod
     def from_spec(cls, spec: dict, states: Any, actions: Any, seed: int = 0) -> "Agent":
         """An agent from a TensorForce agent spec (`{"type": "ppo_agent", "batch_size": 8, ...}`,
-        translated by `tensorforce_config`)."""
-        agent, config = tensorforce_config(spec)
-        return cls(agent, states, actions, config=config, seed=seed)
+        translated by `tensorforce_config`; its `states_preprocessing_spec` and
+        `reward_preprocessing_spec` go to the agent)."""
+        rest = {k: v for k, v in spec.items() if k not in PREPROCESSING_KEYS} if isinstance(spec, dict) else spec
+        agent, config = tensorforce_config(rest)
+        return cls(agent, states, actions, config=config, seed=seed,
+                   states_preprocessing=spec.get("states_preprocessing_spec"),
+                   reward_preprocessing=spec.get("reward_preprocessing_spec"))
 
     def _start(self, seed: int) -> None:
         """The learner from the recipe's `start` and an empty batch buffer; the acting key is the
@@ -483,6 +534,8 @@ class Agent:
                                  np.zeros((length, 1), np.float32), flags, flags.copy(), flags.copy(), flags.copy(),
                                  _zeros(length, out.extras), _zeros(length, out.memory), _zeros(length, self._stats))
         self._final = observation
+        self._pp_states = {"states": () if self._states_pp is None else self._states_pp.initial,
+                           "reward": () if self._reward_pp is None else self._reward_pp.initial}
         self._size, self._acted, self._done, self._first, self._has_final = 0, False, False, True, False
         self.episode = self.timestep = self.updates = 0
         self.last_metrics: dict[str, float] = {}
@@ -500,6 +553,10 @@ class Agent:
         if self._acted:
             raise ValueError("Agent.act: called twice without `observe` in between")
         observation = self._observation("Agent.act: argument `states`", states)
+        if self._states_pp is not None:
+            if self._done or self._first:  # a new episode: the preprocessors start afresh
+                self._pp_states["states"] = self._states_pp.reset(self._pp_states["states"])
+            self._pp_states["states"], observation = self._states_pp.apply(self._pp_states["states"], observation)
         if self._size == self._built.recipe.num_steps:
             self._learn(self._final if self._done and self._has_final else observation)
         if self._done:
@@ -523,8 +580,18 @@ class Agent:
             raise ValueError("Agent.observe: nothing to observe; call `act` first")
         terminated, truncated = _episode_end(terminal, truncated)
         if next_states is not None:
-            self._final = self._observation("Agent.observe: argument `next_states`", next_states)
-        self._record_observe(float(reward), terminated, truncated, True)
+            final = self._observation("Agent.observe: argument `next_states`", next_states)
+            # Processed as the next `act` would, without advancing the state: that act sees it again.
+            self._final = final if self._states_pp is None else self._states_pp.apply(self._pp_states["states"],
+                                                                                     final)[1]
+        reward = float(reward)
+        if self._reward_pp is not None:
+            self._pp_states["reward"], processed = self._reward_pp.apply(self._pp_states["reward"],
+                                                                         np.asarray([reward], np.float32))
+            reward = float(np.asarray(processed)[0])
+            if terminated or truncated:
+                self._pp_states["reward"] = self._reward_pp.reset(self._pp_states["reward"])
+        self._record_observe(reward, terminated, truncated, True)
         self._acted, self._first, self._has_final = False, False, next_states is not None
         self._done = terminated or truncated
         self.timestep += 1
@@ -547,23 +614,25 @@ class Agent:
         if self._size:  # else the tick's batch was learned from at once, bootstrapping as a cut does
             self._batch.truncated[self._size - 1] = True
             _put(self._batch.env_info, self._size - 1, self._stats)
+        if self._reward_pp is not None:
+            self._pp_states["reward"] = self._reward_pp.reset(self._pp_states["reward"])
         self._done = True
         self.episode += 1
 
     def _observation(self, where: str, states: Any) -> PyTree:
         """One state (TensorForce: an array-like or a dict of them) as a batch of one per spec."""
         try:
-            leaves = self._obs_treedef.flatten_up_to(states)
+            leaves = self._raw_treedef.flatten_up_to(states)
         except (ValueError, TypeError):
             raise ValueError(f"{where} must be structured like the states spec {self.spec.observation}, "
                              f"got {states!r}") from None
         batch = []
-        for spec, leaf in zip(self._obs_specs, leaves):
+        for spec, leaf in zip(self._raw_specs, leaves):
             array = np.asarray(leaf)
             if array.shape != tuple(spec.shape):
                 raise ValueError(f"{where} must have shape {tuple(spec.shape)} per the states spec, got {array.shape}")
             batch.append(array.astype(spec.dtype)[None])
-        return self._obs_treedef.unflatten(batch)
+        return self._raw_treedef.unflatten(batch)
 
     def _record_act(self, observation: PyTree, memory: PyTree, first: bool, deterministic: bool) -> PyTree:
         """Runs the jitted tick and writes what it saw and did at the batch's next slot."""
@@ -614,7 +683,7 @@ class Agent:
 
     def _tree(self) -> dict:
         return {"learner": self._learner, "key": self._key, "memory": self._memory, "stats": self._stats,
-                "batch": self._batch, "final_observation": self._final,
+                "batch": self._batch, "final_observation": self._final, "preprocessing": self._pp_states,
                 "counters": np.asarray([self._size, self.episode, self.timestep, self.updates], np.int64),
                 "flags": np.asarray([self._acted, self._done, self._first, self._has_final])}
 
@@ -628,7 +697,7 @@ class Agent:
         recipe, config and specs (else `fnrl.checkpoint.CheckpointError` names the mismatch)."""
         tree = checkpoint.restore(directory, like=self._tree())
         self._learner, self._key, self._memory = tree["learner"], tree["key"], tree["memory"]
-        self._stats, self._final = tree["stats"], tree["final_observation"]
+        self._stats, self._final, self._pp_states = tree["stats"], tree["final_observation"], tree["preprocessing"]
         self._batch = jax.tree.map(np.array, tree["batch"])  # writable copies
         self._size, self.episode, self.timestep, self.updates = (int(c) for c in tree["counters"])
         self._acted, self._done, self._first, self._has_final = (bool(f) for f in tree["flags"])

@@ -202,6 +202,61 @@ def test_restore_into_another_agent_names_the_mismatch(tmp_path):
 # ------------------------------------------------------------------ specs and configs
 
 
+def test_states_and_reward_preprocessing_is_what_the_recipe_sees():
+    """A stateless states preprocessor and a reward clip: the same agent as one fed the
+    processed states and rewards by hand, bit for bit (batches, learning, actions)."""
+    processed = Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO, seed=5,
+                      states_preprocessing=[{"type": "scale", "factor": 2.0}],
+                      reward_preprocessing=[{"type": "clip", "min_value": 0.0, "max_value": 1.0}])
+    by_hand = Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO, seed=5)
+    _play(processed, TICKS)
+    _play(by_hand, [([2 * x for x in state], terminal, min(reward, 1.0)) for state, terminal, reward in TICKS])
+    assert processed.updates == by_hand.updates == 1
+    assert _tree_equal(processed.learner_state, by_hand.learner_state)
+    _play(processed, TICKS[:3])
+    _play(by_hand, [([2 * x for x in state], terminal, min(reward, 1.0)) for state, terminal, reward in TICKS[:3]])
+    assert _tree_equal(processed.batch, by_hand.batch)
+    assert np.array_equal(processed.batch.observation[0, 0], 2 * np.asarray(TICKS[6][0]))  # left after the update
+
+
+def test_frame_stack_preprocessing_restarts_with_each_episode(tmp_path):
+    """TensorForce's `sequence`: the history starts afresh at an episode start (the first state
+    fills it), `next_states` is processed without advancing it, and a checkpoint keeps it."""
+    agent = Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO, seed=1,
+                  states_preprocessing=[{"type": "sequence", "length": 2}])
+    assert agent.spec.observation.shape == (2,)  # the user's spec; the recipe sees (4,)
+    agent.act([1.0, 2.0])
+    agent.observe(False, 1.0, next_states=[3.0, 4.0])
+    agent.act([3.0, 4.0])  # [1, 2, 3, 4]: processing next_states left the history as it was
+    agent.save(tmp_path)
+    agent.observe(True, 1.0, next_states=[9.0, 9.0])
+    agent.act([5.0, 6.0])  # the reset tick (on the final state), then the new episode's first tick
+    agent.observe(False, 1.0)
+    observations = agent.batch.observation[:, 0]
+    np.testing.assert_array_equal(observations, [[1, 2, 1, 2], [1, 2, 3, 4], [3, 4, 9, 9], [5, 6, 5, 6]])
+    restored = Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO, seed=1,
+                     states_preprocessing=[{"type": "sequence", "length": 2}])
+    restored.restore(tmp_path)
+    restored.observe(False, 1.0)
+    restored.act([7.0, 8.0])
+    restored.observe(False, 1.0)
+    np.testing.assert_array_equal(restored.batch.observation[-1, 0], [3, 4, 7, 8])
+
+
+def test_preprocessing_specs_go_to_the_agent_not_the_recipe():
+    spec = {"type": "ppo_agent", "batch_size": 8, "states_preprocessing_spec": [{"type": "scale", "factor": 2.0}],
+            "reward_preprocessing_spec": [{"type": "clip", "min_value": -1.0, "max_value": 1.0}]}
+    agent = Agent.from_spec(spec, INT_STATES, INT_ACTIONS)
+    agent.act([1.0, 0.5])
+    agent.observe(False, 5.0)
+    np.testing.assert_array_equal(agent.batch.observation[0, 0], [2.0, 1.0])
+    assert agent.batch.reward[0, 0] == 1.0
+    with pytest.raises(ValueError, match=r"applied by agents.tensorforce.Agent"):
+        tensorforce_config(spec)
+    with pytest.raises(ValueError, match="`states_preprocessing`.*unknown"):
+        Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO, states_preprocessing=[{"type": "centre"}])
+
+
 def test_tensorforce_specs_convert_to_fnrl_specs():
     assert specs("s", dict(type="float", shape=2)) == Spec((2,), jnp.float32)
     assert specs("s", dict(shape=(3, 4))) == Spec((3, 4), jnp.float32)
