@@ -109,15 +109,15 @@ def spaces(owner: str, env_spec: EnvSpec, bounded_actions: str) -> Spaces:
                   tuple(obs_specs), obs_treedef)
 
 
-def state_names(observation_spec: Any) -> tuple[str, ...]:
-    """The names of an env's observation leaves (TensorForce's states), in leaf order: the
+def state_names(spec_tree: Any, single: str = "state") -> tuple[str, ...]:
+    """The names of a spec tree's leaves (TensorForce's states, or actions), in leaf order: the
     dict keys on the way to each leaf joined by "/" (sequence positions as numbers); a bare
-    observation is TensorForce's single state, "state"."""
+    leaf is TensorForce's single state (or action): `single`."""
     def name(path: tuple) -> str:
         keys = [getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))) for k in path]
-        return "/".join(str(k) for k in keys) or "state"
+        return "/".join(str(k) for k in keys) or single
 
-    paths, _ = jax.tree_util.tree_flatten_with_path(observation_spec, is_leaf=_is_spec)
+    paths, _ = jax.tree_util.tree_flatten_with_path(spec_tree, is_leaf=_is_spec)
     return tuple(name(path) for path, _ in paths)
 
 

@@ -27,14 +27,16 @@ terminal or 0 / 1 / 2 (2 = truncated), and `truncated=True` marks a time-limit e
 bootstraps from the value of the final state (DESIGN.md) — pass that state as `next_states`;
 without it the bootstrap uses the state of the next `act` (the next episode's first one).
 
-Preprocessing. TensorForce's `states_preprocessing_spec` / `reward_preprocessing_spec`
-(`fnrl.preprocessing.from_spec`) run in the agent, as in TensorForce: `act` processes the state
-(the preprocessors' state restarts with each episode), `observe` the reward, and the recipe is
-built for, records and learns from the processed states and rewards. `next_states` is processed
-as the next `act` would see it, without advancing the preprocessors.
+Preprocessing and exploration. TensorForce's `states_preprocessing_spec` /
+`reward_preprocessing_spec` (`fnrl.preprocessing.from_spec`) run in the agent, as in TensorForce:
+`act` processes the state (the preprocessors' state restarts with each episode), `observe` the
+reward, and the recipe is built for, records and learns from the processed states and rewards.
+`next_states` is processed as the next `act` would see it, without advancing the preprocessors.
+`explorations_spec` (`fnrl.exploration_from_spec`) changes a sampled action as TensorForce does
+per action type; the tick is then recorded with the explored action and the policy's log-prob of it.
 
 Checkpoints (`fnrl.checkpoint`, no pickle) hold the learner state, the acting key and memory, the
-episode statistics, the preprocessors' state, the counters and the partly filled batch (a
+episode statistics, the preprocessors' and explorations' states, the counters and the partly filled batch (a
 fixed-size buffer), so a restored agent continues exactly where the saved one was.
 """
 
@@ -50,11 +52,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import fnrl
 from fnrl import checkpoint, preprocessing
 from fnrl.envs.wrappers import EpisodeStats, episode_stats_init, episode_stats_update
 from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
 from fnrl.types import Env, EnvSpec, PRNGKey, PyTree, Spec, TimeStep
 
+from agents import policy
 from agents.common import OnPolicy, Trainer
 
 # --------------------------------------------------------------------------------------------
@@ -172,7 +176,7 @@ AGENT_TYPES = {"ppo_agent": "ppo", "trpo_agent": "trpo", "vpg_agent": "vpg", "ra
 # Keys with no meaning here (TensorFlow devices and sessions, logging, batching of observe
 # calls, TensorForce's batch-memory bookkeeping): accepted and ignored.
 # Applied by `Agent` itself (`Agent.from_spec`), not by a recipe config.
-PREPROCESSING_KEYS = ("states_preprocessing_spec", "reward_preprocessing_spec")
+AGENT_KEYS = ("states_preprocessing_spec", "reward_preprocessing_spec", "explorations_spec")
 IGNORED_KEYS = ("scope", "device", "session_config", "summary_spec", "saver_spec", "batched_observe",
                 "keep_last_timestep", "log_level", "cg_unroll_loop")
 _PG_DEFAULTS = {"batch_size": 1000, "discount": 0.99, "entropy_regularization": None, "gae_lambda": None,
@@ -347,7 +351,7 @@ def tensorforce_config(spec: dict) -> tuple[str, dict]:
     given = {("network" if key == "network_spec" else key): value for key, value in spec.items()
              if key != "type" and key not in IGNORED_KEYS}
     defaults = TENSORFORCE_DEFAULTS[agent_type]
-    applied_by_agent = sorted(set(given) & set(PREPROCESSING_KEYS))
+    applied_by_agent = sorted(set(given) & set(AGENT_KEYS))
     if applied_by_agent:
         raise ValueError(f"tensorforce_config: {applied_by_agent} are applied by agents.tensorforce.Agent "
                          "(Agent.from_spec takes them), not by a recipe config; a recipe learns from what its env "
@@ -377,6 +381,7 @@ class _Built(NamedTuple):
     recipe: OnPolicy
     tick: Callable  # (learner, key, observation [1, ...], memory) -> (key, env action, PolicyOutput)
     greedy_tick: Callable
+    forced_tick: Callable  # (learner, observation, memory, action) -> (env action, PolicyOutput)
     learn: Callable  # jitted `OnPolicy.learn`
     start: Callable  # jitted `OnPolicy.start`
 
@@ -395,6 +400,14 @@ def _tick(recipe: OnPolicy, act: Callable, params: Callable, greedy: bool, learn
     return key, recipe.to_env(out.action), out
 
 
+def _forced_tick(recipe: OnPolicy, learner: PyTree, observation: PyTree, memory: PyTree,
+                 action: PyTree) -> tuple[PyTree, PolicyOutput]:
+    """`policy_step` teacher-forced with `action` (an explored one): what the learner records
+    for it (its log-prob, the value, the memory). No sampling, so no key is drawn."""
+    out = recipe.policy_step(learner, jax.random.PRNGKey(0), observation, memory, action)
+    return recipe.to_env(out.action), out
+
+
 def _build(agent: str, config: Any, env_spec: EnvSpec) -> _Built:
     cache_key = repr((agent, config, jax.tree.flatten(env_spec, is_leaf=_is_spec)))
     if cache_key in _BUILT:
@@ -409,7 +422,7 @@ def _build(agent: str, config: Any, env_spec: EnvSpec) -> _Built:
         raise ValueError(f"Agent: the {agent!r} recipe has no act/observe form (its Trainer.on_policy is None)")
     tick = functools.partial(_tick, recipe, trainer.act, trainer.params)
     built = _Built(recipe, jax.jit(functools.partial(tick, False)), jax.jit(functools.partial(tick, True)),
-                   jax.jit(recipe.learn), jax.jit(recipe.start))
+                   jax.jit(functools.partial(_forced_tick, recipe)), jax.jit(recipe.learn), jax.jit(recipe.start))
     if len(_BUILT) >= _BUILT_MAX:
         _BUILT.pop(next(iter(_BUILT)))
     _BUILT[cache_key] = built
@@ -463,6 +476,50 @@ class _Preprocessing(NamedTuple):
         return _Preprocessing(jax.jit(pp.apply), jax.jit(lambda state: pp.reset(state)), initial, processed)
 
 
+class _Explorations(NamedTuple):
+    """A TensorForce `explorations_spec` for one env's actions (a batch of one), applied as
+    TensorForce applies it per action type (`fnrl.explore_discrete` for int and bool parts,
+    `fnrl.explore_continuous` within the bounds for float parts): jitted
+    `explore(key, states, action, episode, timestep) -> (action, states)` and the states to start from."""
+
+    explore: Callable
+    initial: list
+
+    @staticmethod
+    def build(spec: Any, action_spec: PyTree) -> Optional["_Explorations"]:
+        if spec is None:
+            return None
+        parts, treedef = jax.tree.flatten(action_spec, is_leaf=_is_spec)
+        names = policy.state_names(action_spec, single="action")
+        try:
+            built = fnrl.exploration_from_spec(spec)
+        except ValueError as error:
+            raise ValueError(f"Agent: argument `explorations`: {error}") from None
+        if isinstance(built, dict) and not set(built) <= set(names):
+            raise ValueError(f"Agent: argument `explorations` names actions {sorted(set(built) - set(names))} that "
+                             f"are not among the actions {list(names)}")
+        per_part = [built.get(name) for name in names] if isinstance(built, dict) else [built] * len(parts)
+        initial = [() if e is None else e.init((1,) + tuple(p.shape)) for p, e in zip(parts, per_part)]
+
+        def explore(key: PRNGKey, states: list, action: PyTree, episode: Any, timestep: Any) -> tuple[PyTree, list]:
+            leaves, new_states = treedef.flatten_up_to(action), list(states)
+            for i, (part, exploration, part_key) in enumerate(zip(parts, per_part, jax.random.split(key, len(parts)))):
+                if exploration is None:
+                    continue
+                value_key, apply_key = jax.random.split(part_key)
+                value, new_states[i] = exploration.explore(value_key, states[i], episode, timestep)
+                if part.kind in ("int", "bool"):
+                    low = 0 if part.kind == "bool" or part.minimum is None else part.minimum
+                    explored = fnrl.explore_discrete(apply_key, leaves[i] - low if low else leaves[i],
+                                                     part.num_values or 2, value)
+                    leaves[i] = explored + low if low else explored
+                else:
+                    leaves[i] = fnrl.explore_continuous(leaves[i], value, part.minimum, part.maximum)
+            return treedef.unflatten(leaves), new_states
+
+        return _Explorations(jax.jit(explore), initial)
+
+
 class Agent:
     """TensorForce's `Agent` API on a recipe's pure functions (see the module docstring).
 
@@ -478,6 +535,9 @@ class Agent:
         `reward_preprocessing_spec` (`fnrl.preprocessing.from_spec`: a list of preprocessor
         dicts, or per state name), or None. The agent keeps their state, resets it when an
         episode starts, and the recipe sees and learns from the processed states and rewards.
+      explorations: TensorForce's `explorations_spec` (`fnrl.exploration_from_spec`: one spec
+        for every action, or per action name), or None: applied to sampled actions (not to
+        `deterministic` ones), the recorded log-prob then being the explored action's.
       **fields: config fields set on top of `config`.
 
     Attributes: `episode` (finished episodes), `timestep` (observed ticks), `updates` (batches
@@ -485,7 +545,8 @@ class Agent:
     """
 
     def __init__(self, agent: str, states: Any, actions: Any, config: Any = None, seed: int = 0,
-                 states_preprocessing: Any = None, reward_preprocessing: Any = None, **fields: Any):
+                 states_preprocessing: Any = None, reward_preprocessing: Any = None, explorations: Any = None,
+                 **fields: Any):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ValueError(f"Agent: argument `seed` must be an int, got {seed!r}")
         env_spec = EnvSpec(specs("Agent: argument `states`", states), specs("Agent: argument `actions`", actions))
@@ -496,6 +557,7 @@ class Agent:
                                                self._raw_treedef.unflatten([np.zeros((1,) + s.shape, s.dtype)
                                                                             for s in self._raw_specs]))
         self._reward_pp = _Preprocessing.build("reward_preprocessing", reward_preprocessing, np.zeros(1, np.float32))
+        self._explorations = _Explorations.build(explorations, env_spec.action)
         recipe_spec = env_spec if self._states_pp is None else env_spec._replace(observation=self._states_pp.spec)
         self._built = _build(agent, self.config, recipe_spec)
         self._obs_specs, self._obs_treedef = jax.tree.flatten(recipe_spec.observation, is_leaf=_is_spec)
@@ -504,13 +566,14 @@ class Agent:
     @classmethod
     def from_spec(cls, spec: dict, states: Any, actions: Any, seed: int = 0) -> "Agent":
         """An agent from a TensorForce agent spec (`{"type": "ppo_agent", "batch_size": 8, ...}`,
-        translated by `tensorforce_config`; its `states_preprocessing_spec` and
-        `reward_preprocessing_spec` go to the agent)."""
-        rest = {k: v for k, v in spec.items() if k not in PREPROCESSING_KEYS} if isinstance(spec, dict) else spec
+        translated by `tensorforce_config`; its `states_preprocessing_spec`,
+        `reward_preprocessing_spec` and `explorations_spec` go to the agent)."""
+        rest = {k: v for k, v in spec.items() if k not in AGENT_KEYS} if isinstance(spec, dict) else spec
         agent, config = tensorforce_config(rest)
         return cls(agent, states, actions, config=config, seed=seed,
                    states_preprocessing=spec.get("states_preprocessing_spec"),
-                   reward_preprocessing=spec.get("reward_preprocessing_spec"))
+                   reward_preprocessing=spec.get("reward_preprocessing_spec"),
+                   explorations=spec.get("explorations_spec"))
 
     def _start(self, seed: int) -> None:
         """The learner from the recipe's `start` and an empty batch buffer; the acting key is the
@@ -536,6 +599,7 @@ class Agent:
         self._final = observation
         self._pp_states = {"states": () if self._states_pp is None else self._states_pp.initial,
                            "reward": () if self._reward_pp is None else self._reward_pp.initial}
+        self._exploration_states = () if self._explorations is None else self._explorations.initial
         self._size, self._acted, self._done, self._first, self._has_final = 0, False, False, True, False
         self.episode = self.timestep = self.updates = 0
         self.last_metrics: dict[str, float] = {}
@@ -562,7 +626,7 @@ class Agent:
         if self._done:
             self._reset_tick(observation, deterministic)
         memory = self._initial_memory if self._first else self._memory
-        action = self._record_act(observation, memory, self._first, deterministic)
+        action = self._record_act(observation, memory, self._first, deterministic, explore=True)
         self._acted = True
         return jax.tree.map(lambda a: np.asarray(a)[0], action)
 
@@ -634,10 +698,17 @@ class Agent:
             batch.append(array.astype(spec.dtype)[None])
         return self._raw_treedef.unflatten(batch)
 
-    def _record_act(self, observation: PyTree, memory: PyTree, first: bool, deterministic: bool) -> PyTree:
-        """Runs the jitted tick and writes what it saw and did at the batch's next slot."""
+    def _record_act(self, observation: PyTree, memory: PyTree, first: bool, deterministic: bool,
+                    explore: bool = False) -> PyTree:
+        """Runs the jitted tick (and the explorations on a sampled action, with `explore`) and
+        writes what it saw and did at the batch's next slot."""
         tick = self._built.greedy_tick if deterministic else self._built.tick
         self._key, action, out = tick(self._learner, self._key, observation, memory)
+        if explore and not deterministic and self._explorations is not None:
+            self._key, explore_key = jax.random.split(self._key)
+            explored, self._exploration_states = self._explorations.explore(
+                explore_key, self._exploration_states, out.action, np.int32(self.episode), np.int32(self.timestep))
+            action, out = self._built.forced_tick(self._learner, observation, memory, explored)
         batch, i = self._batch, self._size
         _put(batch.observation, i, observation)
         _put(batch.action, i, out.action)
@@ -684,6 +755,7 @@ class Agent:
     def _tree(self) -> dict:
         return {"learner": self._learner, "key": self._key, "memory": self._memory, "stats": self._stats,
                 "batch": self._batch, "final_observation": self._final, "preprocessing": self._pp_states,
+                "explorations": self._exploration_states,
                 "counters": np.asarray([self._size, self.episode, self.timestep, self.updates], np.int64),
                 "flags": np.asarray([self._acted, self._done, self._first, self._has_final])}
 
@@ -698,6 +770,7 @@ class Agent:
         tree = checkpoint.restore(directory, like=self._tree())
         self._learner, self._key, self._memory = tree["learner"], tree["key"], tree["memory"]
         self._stats, self._final, self._pp_states = tree["stats"], tree["final_observation"], tree["preprocessing"]
+        self._exploration_states = tree["explorations"]
         self._batch = jax.tree.map(np.array, tree["batch"])  # writable copies
         self._size, self.episode, self.timestep, self.updates = (int(c) for c in tree["counters"])
         self._acted, self._done, self._first, self._has_final = (bool(f) for f in tree["flags"])

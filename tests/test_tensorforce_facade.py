@@ -257,6 +257,67 @@ def test_preprocessing_specs_go_to_the_agent_not_the_recipe():
         Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO, states_preprocessing=[{"type": "centre"}])
 
 
+def _acted(agent, states, ticks, deterministic=False):
+    """The actions of `ticks` act/observe rounds on one state (no episode ends)."""
+    actions = []
+    for _ in range(ticks):
+        actions.append(agent.act(states, deterministic=deterministic))
+        agent.observe(False, 0.0)
+    return np.asarray(actions)
+
+
+def test_explorations_replace_and_perturb_sampled_actions():
+    """TensorForce's explorations_spec on a policy that always says 1 (the constant agent): an
+    int action is replaced by a uniform one w.p. epsilon, a bounded float one gets the noise
+    within its bounds; deterministic acting is left alone."""
+    four = dict(type="int", num_actions=4)
+    epsilon = Agent("constant", INT_STATES, four, action_value=1.0, explorations={"type": "constant", "constant": 0.5})
+    actions = _acted(epsilon, [0.0, 0.0], 2000)
+    counts = np.bincount(actions, minlength=4) / actions.size
+    np.testing.assert_allclose(counts, [0.125, 0.625, 0.125, 0.125], atol=0.04)  # 1 − ε + ε/4 for the 1
+    assert np.all(_acted(epsilon, [0.0, 0.0], 50, deterministic=True) == 1)
+    bounded = dict(type="float", shape=(1,), min_value=0.0, max_value=1.0)
+    noisy = Agent("constant", INT_STATES, bounded, action_value=0.9, explorations={"type": "gaussian", "sigma": 0.1})
+    values = _acted(noisy, [0.0, 0.0], 2000)[:, 0]
+    assert values.max() <= 1.0 and np.mean(values == 1.0) > 0.1  # clipped at the bound: P(noise > 0.1) ≈ 0.16
+    np.testing.assert_allclose(np.median(values), 0.9, atol=0.02)
+    assert np.array_equal(noisy.batch.action[:, 0], values[-noisy.batch.action.shape[0]:, None])
+
+
+def test_explored_actions_are_recorded_with_their_own_log_prob(tmp_path):
+    """The learner sees the explored action and the policy's log-prob of it; the explorations'
+    state (Ornstein-Uhlenbeck) is checkpointed."""
+    bounded = dict(type="float", shape=(1,), min_value=-1.0, max_value=1.0)
+    config = {**PPO, "num_steps": 64}
+    agent = Agent("ppo", INT_STATES, bounded, config=config, seed=2,
+                  explorations={"type": "ornstein_uhlenbeck", "sigma": 0.5})
+    _acted(agent, [0.5, 0.5], 20)
+    batch, recipe = agent.batch, ppo.make_agent(agent.config, spec_env(agent.spec))
+    log_prob = jax.vmap(lambda o, a: ppo.policy_step(recipe, agent.learner_state, jax.random.PRNGKey(0), o, (),
+                                                     a).extras["log_prob"])
+    np.testing.assert_allclose(batch.extras["log_prob"], log_prob(batch.observation, batch.action), rtol=1e-5,
+                               atol=1e-5)
+    agent.save(tmp_path)
+    ahead = _acted(agent, [0.5, 0.5], 5)
+    again = Agent("ppo", INT_STATES, bounded, config=config, seed=2,
+                  explorations={"type": "ornstein_uhlenbeck", "sigma": 0.5})
+    again.restore(tmp_path)
+    np.testing.assert_array_equal(_acted(again, [0.5, 0.5], 5), ahead)
+
+
+def test_exploration_specs_go_to_the_agent():
+    spec = {"type": "constant_agent", "action_values": {"action": 1.0},
+            "explorations_spec": {"type": "constant", "constant": 1.0}}
+    agent = Agent.from_spec(spec, INT_STATES, dict(type="int", num_actions=3))
+    assert set(_acted(agent, [0.0, 0.0], 200)) == {0, 1, 2}
+    with pytest.raises(ValueError, match="applied by agents.tensorforce.Agent"):
+        tensorforce_config(spec)
+    with pytest.raises(ValueError, match=r"names actions \['steer'\]"):
+        Agent("constant", INT_STATES, INT_ACTIONS, explorations={"steer": {"type": "constant", "constant": 0.1}})
+    with pytest.raises(ValueError, match="`explorations`"):
+        Agent("constant", INT_STATES, INT_ACTIONS, explorations={"type": "epsilon_greedy"})
+
+
 def test_tensorforce_specs_convert_to_fnrl_specs():
     assert specs("s", dict(type="float", shape=2)) == Spec((2,), jnp.float32)
     assert specs("s", dict(shape=(3, 4))) == Spec((3, 4), jnp.float32)
