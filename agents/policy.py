@@ -189,9 +189,10 @@ class TorsoMemory(NamedTuple):
     cell: PyTree  # the memory cell's state: LSTMCellState ("lstm"), h ("gru") or () ("none")
 
 
-def initial_memory(network: Optional[tuple], memory: str, memory_size: int) -> PyTree:
-    """The zero memory of one env, `{"actor": TorsoMemory, "critic": TorsoMemory}` with leaves
-    `[size]`; `()` for a feed-forward policy."""
+def initial_memory(network: Optional[tuple], memory: str, memory_size: int,
+                   torsos: tuple[str, ...] = ("actor", "critic")) -> PyTree:
+    """The zero memory of one env, a `TorsoMemory` per torso (`{"actor": ..., "critic": ...}`
+    for `actor_critic`) with leaves `[size]`; `()` for a feed-forward policy."""
     if not is_recurrent_spec(network, memory):
         return ()
     zeros = lambda size: np.zeros((size,), np.float32)  # noqa: E731
@@ -199,7 +200,7 @@ def initial_memory(network: Optional[tuple], memory: str, memory_size: int) -> P
                       for layer in network or () if layer["type"] == "internal_lstm")
     cell = {"none": (), "gru": zeros(memory_size),
             "lstm": fnrl.LSTMCellState(zeros(memory_size), zeros(memory_size))}[memory]
-    return {"actor": TorsoMemory(internals, cell), "critic": TorsoMemory(internals, cell)}
+    return {name: TorsoMemory(internals, cell) for name in torsos}
 
 
 def is_recurrent(agent: Any) -> bool:
@@ -244,47 +245,55 @@ def _memory_cell(memory: str, size: int, name: str) -> hk.RNNCore:
     return fnrl.LSTMCell(size, b_init=(zeros, hk.initializers.Constant(_FORGET_BIAS), zeros, zeros), name=name)
 
 
+def torso(name: str, features: Array, carried: Optional[TorsoMemory], hidden_sizes: tuple[int, ...], activation: str,
+          network: Optional[tuple] = None, memory: str = "none", memory_size: int = 64) -> tuple[Array, TorsoMemory]:
+    """One torso inside a haiku transform: an MLP of `hidden_sizes` (orthogonal init, scale √2)
+    or the TensorForce layers spec `network`, then an AgentNet memory cell of `memory_size` units
+    when `memory` is "lstm" or "gru". `carried` is the torso's memory before the tick (None for a
+    feed-forward torso); returns the features and the memory after the tick."""
+    internals, cell = (), ()
+    if network is None:
+        w_init = hk.initializers.Orthogonal(math.sqrt(2.0))
+        x = fnrl.MLP(hidden_sizes, activation, w_init=w_init, name=name)(features)
+    elif carried is None:
+        x = fnrl.network_from_spec(list(network), name=name)(features)
+    else:
+        x, internals = fnrl.network_from_spec(list(network), name=name)(features, carried.internals,
+                                                                       return_internals=True)
+    if memory != "none":
+        x, cell = _memory_cell(memory, memory_size, f"{name}_memory")(x, carried.cell)
+    return x, TorsoMemory(internals, cell)
+
+
 def actor_critic(spaces: Spaces, hidden_sizes: tuple[int, ...], activation: str, init_log_std: float = 0.0,
                  network: Optional[tuple] = None, memory: str = "none", memory_size: int = 64) -> hk.Transformed:
     """Separate actor and critic torsos, then the policy heads and the value head (orthogonal
     init, scale 1), as OpenAI baselines' `ppo2`. Modules are named "actor...", "critic..." and
     "value/..." (the critic's: "critic..." and "value/...").
 
-    A torso is an MLP of `hidden_sizes` (orthogonal init, scale √2) or, when `network` is given,
-    that TensorForce layers spec (`network_spec`, with TensorForce's initializers), followed by
-    an AgentNet memory cell of `memory_size` units when `memory` is "lstm" or "gru".
+    Each torso is a `torso` of `hidden_sizes`, or of the TensorForce layers spec `network`
+    (`network_spec`, with TensorForce's initializers), with a memory cell when `memory` is set.
 
     Feed-forward: `apply(params, features [*batch, F]) -> (per-part distribution params, V)`.
     Recurrent (`is_recurrent_spec`): `apply(params, features [B, F], memory) -> (distribution
     params, V, memory)`, memory shaped as `initial_memory` with a leading batch axis.
     """
 
-    def torso(name: str, features: Array, carried: Optional[TorsoMemory]) -> tuple[Array, TorsoMemory]:
-        internals, cell = (), ()
-        if network is None:
-            w_init = hk.initializers.Orthogonal(math.sqrt(2.0))
-            x = fnrl.MLP(hidden_sizes, activation, w_init=w_init, name=name)(features)
-        elif carried is None:
-            x = fnrl.network_from_spec(list(network), name=name)(features)
-        else:
-            x, internals = fnrl.network_from_spec(list(network), name=name)(features, carried.internals,
-                                                                           return_internals=True)
-        if memory != "none":
-            x, cell = _memory_cell(memory, memory_size, f"{name}_memory")(x, carried.cell)
-        return x, TorsoMemory(internals, cell)
+    body = functools.partial(torso, hidden_sizes=hidden_sizes, activation=activation, network=network,
+                             memory=memory, memory_size=memory_size)
 
     def heads(actor: Array, critic: Array) -> tuple[list, Array]:
         value = fnrl.ValueHead(hk.initializers.Orthogonal(1.0), name="value")(critic)
         return [head(part, i, actor, init_log_std) for i, part in enumerate(spaces.parts)], value
 
     def feed_forward(features: Array) -> tuple[list, Array]:
-        actor, _ = torso("actor", features, None)
-        critic, _ = torso("critic", features, None)
+        actor, _ = body("actor", features, None)
+        critic, _ = body("critic", features, None)
         return heads(actor, critic)
 
     def recurrent(features: Array, carried: dict) -> tuple[list, Array, dict]:
-        actor, actor_memory = torso("actor", features, carried["actor"])
-        critic, critic_memory = torso("critic", features, carried["critic"])
+        actor, actor_memory = body("actor", features, carried["actor"])
+        critic, critic_memory = body("critic", features, carried["critic"])
         return (*heads(actor, critic), {"actor": actor_memory, "critic": critic_memory})
 
     return hk.without_apply_rng(hk.transform(recurrent if is_recurrent_spec(network, memory) else feed_forward))

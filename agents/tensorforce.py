@@ -199,9 +199,9 @@ def _tf_error(agent_type: str, key: str, message: str) -> ValueError:
     return ValueError(f"tensorforce_config: {agent_type} key `{key}` {message}")
 
 
-def _network_fields(agent_type: str, layers: Any, names: set) -> dict:
+def _network_fields(layers: Any) -> dict:
     """A dense-only layer list with one activation as `hidden_sizes` / `activation` (every
-    recipe's MLP torso); any other layers spec as the recipe's `network` field, if it has one."""
+    recipe's MLP torso); any other layers spec as the recipe's `network` field."""
     if layers is None:
         return {}
     dense = isinstance(layers, (list, tuple)) and layers and all(
@@ -210,10 +210,7 @@ def _network_fields(agent_type: str, layers: Any, names: set) -> dict:
     activations = {layer.get("activation", "tanh") for layer in layers} if dense else set()
     if dense and len(activations) == 1:
         return {"hidden_sizes": tuple(layer["size"] for layer in layers), "activation": activations.pop()}
-    if "network" in names:
-        return {"network": layers}
-    raise _tf_error(agent_type, "network", "must be dense layers of one activation for this recipe "
-                    f"(it has no `network` field), got {layers!r}")
+    return {"network": layers}
 
 
 def _optimizer_fields(agent_type: str, key: str, spec: Any, names: set) -> dict:
@@ -234,7 +231,7 @@ def _optimizer_fields(agent_type: str, key: str, spec: Any, names: set) -> dict:
                     f"got {spec!r}")
 
 
-def _pg_fields(agent_type: str, tf: dict, names: set) -> dict:
+def _pg_fields(agent_type: str, tf: dict) -> dict:
     """Keys every policy-gradient agent shares: a batch of `batch_size` ticks of one env, the
     discount, the entropy bonus, the network and the parameter noise when acting."""
     batch = tf["batch_size"]
@@ -246,7 +243,7 @@ def _pg_fields(agent_type: str, tf: dict, names: set) -> dict:
     return {"num_envs": 1, "num_steps": batch, "gamma": tf["discount"],
             "ent_coef": tf["entropy_regularization"] or 0.0, "normalize_advantages": False,
             **({} if noise is None else {"variable_noise": float(noise)}),
-            **_network_fields(agent_type, tf["network"], names)}
+            **_network_fields(tf["network"])}
 
 
 def _ppo_fields(tf: dict, names: set) -> dict:
@@ -258,7 +255,7 @@ def _ppo_fields(tf: dict, names: set) -> dict:
         raise _tf_error("ppo_agent", "baseline_mode", "may only be None or 'states' (PPO's own critic), "
                         "without `baseline` / `baseline_optimizer`")
     clip = tf["likelihood_ratio_clipping"]
-    return {**_pg_fields("ppo_agent", tf, names), "update_epochs": tf["optimization_steps"], "num_minibatches": 1,
+    return {**_pg_fields("ppo_agent", tf), "update_epochs": tf["optimization_steps"], "num_minibatches": 1,
             "anneal_lr": False, "clip_eps": math.inf if clip is None else clip, "clip_value_loss": False,
             "gae_lambda": 1.0 if tf["gae_lambda"] is None else tf["gae_lambda"],
             "max_grad_norm": 0.0, "adam_eps": 1e-8,
@@ -281,7 +278,7 @@ def _trpo_fields(tf: dict, names: set) -> dict:
     if tf["baseline_mode"] not in (None, "states") or tf["baseline"] is not None:
         raise _tf_error("trpo_agent", "baseline_mode", "may only be None or 'states' (TRPO's own critic), "
                         "without a `baseline` spec")
-    fields = {**_pg_fields("trpo_agent", tf, names), "max_kl": tf["learning_rate"],
+    fields = {**_pg_fields("trpo_agent", tf), "max_kl": tf["learning_rate"],
               "cg_max_iterations": tf["cg_max_iterations"], "cg_damping": tf["cg_damping"], "ls_accept_ratio": 0.9,
               "likelihood_ratio_clipping": tf["likelihood_ratio_clipping"] or 0.0,
               "gae_lambda": 1.0 if tf["gae_lambda"] is None else tf["gae_lambda"],
@@ -309,7 +306,7 @@ def _baseline_fields(spec: Any) -> dict:
 def _vpg_fields(tf: dict, names: set) -> dict:
     """VPG: TensorForce's reward estimation (no bootstrap after the batch, no advantage
     normalization); the baseline optimizer spec goes to the recipe as is (None: joint)."""
-    return {**_pg_fields("vpg_agent", tf, names), "gae_lambda": tf["gae_lambda"], "bootstrap": False,
+    return {**_pg_fields("vpg_agent", tf), "gae_lambda": tf["gae_lambda"], "bootstrap": False,
             "baseline_mode": tf["baseline_mode"], "baseline_optimizer": tf["baseline_optimizer"],
             **_baseline_fields(tf["baseline"]), **_optimizer_fields("vpg_agent", "optimizer", tf["optimizer"], names)}
 

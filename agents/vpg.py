@@ -34,6 +34,11 @@ learning rate) or any TensorForce optimizer spec (`fnrl.optimizer_from_spec`, Te
 `TestVPGOptimizers`, R14): `evolutionary`, `natural_gradient` (given the batch's mean
 KL(π_old ‖ π_θ)), `multi_step`, `optimized_step`, `clipped_step`, nested freely.
 
+The policy torso is a dense `hidden_sizes` MLP or a TensorForce layers spec (`network`); with an
+`internal_lstm` layer or a `memory` cell it is recurrent (`agents.policy.torso`): the rollout
+carries its memory and the learner replays each env's sequence from the memory before the
+rollout (`agents.policy.evaluate`), as recurrent PPO and A2C do.
+
 TensorForce's defaults are `baseline_mode=None`, Adam 1e-3, γ = 0.99; the defaults here add a
 "states" baseline and advantage normalization so that `fnrl train vpg` learns classic control.
 Multi-part actions sum their log-probs (the joint likelihood; TensorForce averages them).
@@ -48,7 +53,6 @@ from typing import Any, NamedTuple, Optional
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import fnrl
@@ -72,6 +76,9 @@ class VPGConfig:
     total_steps: int = 200_000  # env steps of the whole run (num_updates = total // (envs·steps))
     hidden_sizes: tuple[int, ...] = (64, 64)  # policy torso
     activation: str = "tanh"
+    network: Optional[tuple] = None  # TensorForce layers spec of the policy torso (replaces hidden_sizes)
+    memory: str = "none"  # "lstm" / "gru": an AgentNet memory cell after the torso (recurrent)
+    memory_size: int = 64  # units of that cell
     optimizer: Any = "adam"  # "rmsprop", "sgd", or a TensorForce optimizer spec dict (own learning rate)
     learning_rate: float = 1e-3  # of a named optimizer
     max_grad_norm: float = 0.0  # global-norm clipping of the policy gradient; 0 disables it
@@ -99,7 +106,10 @@ class VPGConfig:
     def __post_init__(self):
         for name in ("hidden_sizes", "baseline_sizes", "baseline_conv_sizes"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        check_counts("VPGConfig", self, ("num_envs", "num_steps", "total_steps", "baseline_optimizer_steps"))
+        object.__setattr__(self, "network", policy.network_spec("VPGConfig", self.network))
+        check_counts("VPGConfig", self, ("num_envs", "num_steps", "total_steps", "baseline_optimizer_steps",
+                                         "memory_size"))
+        check_choice("VPGConfig", "memory", self.memory, policy.MEMORY_CELLS)
         check_ranges("VPGConfig", self, (("gamma", 0, 1), ("learning_rate", 0, None), ("max_grad_norm", 0, None),
                                          ("baseline_learning_rate", 0, None), ("baseline_coef", 0, None),
                                          ("variable_noise", 0, None)))
@@ -168,6 +178,8 @@ class VPGBatch(NamedTuple):
     advantage: Array
     returns: Array
     mask: Array
+    first: Array = ()  # [T, B] episode starts (recurrent: the replay resets there)
+    memory: PyTree = ()  # [B, ...] the policy's memory before tick 0 (recurrent)
 
 
 class _Agent(NamedTuple):
@@ -182,6 +194,7 @@ class _Agent(NamedTuple):
     optimizer: fnrl.Minimizer
     baseline_optimizer: Optional[fnrl.Minimizer]  # None: baseline loss joins the policy's
     num_updates: int
+    initial_memory: PyTree  # one env's policy memory at episode starts; () when feed-forward
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,14 +202,26 @@ class _Agent(NamedTuple):
 
 
 def _policy_network(config: VPGConfig, spaces: policy.Spaces) -> hk.Transformed:
-    """Dense torso (orthogonal √2 init) whose output is the embedding; `agents.policy` heads."""
+    """`agents.policy.torso` (dense `hidden_sizes`, orthogonal √2 init, or the `network` spec;
+    a memory cell with `memory`) whose output is the embedding, then `agents.policy` heads.
+    Feed-forward: `apply(params, features) -> (distribution params, embedding)`; recurrent: with
+    the memory `{"torso": TorsoMemory}` in and out."""
+    body = functools.partial(policy.torso, "torso", hidden_sizes=config.hidden_sizes, activation=config.activation,
+                             network=config.network, memory=config.memory, memory_size=config.memory_size)
 
-    def forward(features: Array) -> tuple[list, Array]:
-        embedding = fnrl.MLP(config.hidden_sizes, config.activation,
-                             w_init=hk.initializers.Orthogonal(np.sqrt(2.0)), name="torso")(features)
-        return [policy.head(part, i, embedding, config.init_log_std) for i, part in enumerate(spaces.parts)], embedding
+    def heads(embedding: Array) -> list:
+        return [policy.head(part, i, embedding, config.init_log_std) for i, part in enumerate(spaces.parts)]
 
-    return hk.without_apply_rng(hk.transform(forward))
+    def feed_forward(features: Array) -> tuple[list, Array]:
+        embedding, _ = body(features, None)
+        return heads(embedding), embedding
+
+    def recurrent(features: Array, carried: dict) -> tuple[list, Array, dict]:
+        embedding, memory = body(features, carried["torso"])
+        return heads(embedding), embedding, {"torso": memory}
+
+    return hk.without_apply_rng(hk.transform(
+        recurrent if policy.is_recurrent_spec(config.network, config.memory) else feed_forward))
 
 
 def _conv_torso(channels: tuple[int, ...], images: Array) -> Array:
@@ -261,13 +286,18 @@ def _state_input(baseline: dict, spec: fnrl.Spec, leaf: Array) -> Array:
     return leaf.reshape(leaf.shape[: leaf.ndim - len(spec.shape)] + (-1,))
 
 
-def _forward(agent: _Agent, params: PyTree, observation: PyTree) -> tuple[list, Array, Array]:
-    """(distribution params, embedding, baseline value b(s); 0 without a baseline)."""
-    dist_params, embedding = agent.network.apply(params["policy"], policy.features(agent.spaces, observation))
+def _forward(agent: _Agent, params: PyTree, observation: PyTree,
+             memory: PyTree = ()) -> tuple[list, Array, Array, PyTree]:
+    """One tick: (distribution params, embedding, baseline value b(s) (0 without a baseline),
+    the policy's memory after the tick); `memory` is the memory before it (recurrent)."""
+    dist_params, embedding, memory = policy.forward_with_memory(agent, params["policy"], (), observation, memory)
+    return dist_params, embedding, _baseline_value(agent, params, observation, embedding), memory
+
+
+def _baseline_value(agent: _Agent, params: PyTree, observation: PyTree, embedding: Array) -> Array:
     if agent.baseline is None:
-        return dist_params, embedding, jnp.zeros(embedding.shape[:-1], embedding.dtype)
-    value = agent.baseline.apply(params["baseline"], _baseline_input(agent, observation, embedding))
-    return dist_params, embedding, value
+        return jnp.zeros(embedding.shape[:-1], embedding.dtype)
+    return agent.baseline.apply(params["baseline"], _baseline_input(agent, observation, embedding))
 
 
 def policy_step(agent: _Agent, state: VPGState, key: PRNGKey, observation: PyTree, memory: PyTree,
@@ -275,14 +305,14 @@ def policy_step(agent: _Agent, state: VPGState, key: PRNGKey, observation: PyTre
     """`fnrl.rollout` policy step; records the baseline value b(s) as the "value" extra. With
     `variable_noise` a sampled action comes from the policy network with perturbed parameters
     (as `agents.policy.behaviour`)."""
-    dist_params, _, value = _forward(agent, state.params, observation)
+    dist_params, _, value, next_memory = _forward(agent, state.params, observation, memory)
     if action is None:
         if agent.config.variable_noise:
             noise_key, key = jax.random.split(key)
             noisy = fnrl.perturb_params(noise_key, state.params["policy"], agent.config.variable_noise)
-            dist_params, _ = agent.network.apply(noisy, policy.features(agent.spaces, observation))
+            dist_params = policy.forward_with_memory(agent, noisy, (), observation, memory)[0]
         action = policy.sample(agent.spaces, key, dist_params)
-    return PolicyOutput(action, memory, {"value": value})
+    return PolicyOutput(action, next_memory, {"value": value})
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,6 +338,12 @@ def estimate(config: VPGConfig, trajectory: Trajectory, bootstrap: Array) -> tup
     return returns, fnrl.gae(trajectory.reward, discount, values_ext, config.gae_lambda, **flags)
 
 
+def _evaluate(agent: _Agent, policy_params: PyTree, batch: VPGBatch) -> tuple[list, Array]:
+    """The learner's (distribution params, embedding) of the batch: the policy network on every
+    tick, or for a recurrent policy each env's sequence replayed from `batch.memory`."""
+    return policy.evaluate(agent, policy_params, (), batch.observation, batch.action, batch.first, batch.memory)
+
+
 def baseline_loss(agent: _Agent, baseline_params: PyTree, inputs: Array, returns: Array, mask: Array) -> Array:
     """0.5 · mean_valid((b(x) − R)²) (TensorForce `Baseline.tf_loss`, H1)."""
     return fnrl.value_loss(agent.baseline.apply(baseline_params, inputs), returns, mask)
@@ -317,7 +353,7 @@ def vpg_loss(agent: _Agent, params: PyTree, batch: VPGBatch) -> tuple[Array, dic
     """REINFORCE on Â minus the entropy bonus; plus `baseline_coef` · the baseline loss when the
     baseline has no optimizer of its own."""
     cfg = agent.config
-    dist_params, embedding = agent.network.apply(params["policy"], policy.features(agent.spaces, batch.observation))
+    dist_params, embedding = _evaluate(agent, params["policy"], batch)
     policy_loss = fnrl.reinforce_loss(policy.log_prob(agent.spaces, dist_params, batch.action), batch.advantage,
                                       mask_t=batch.mask)
     mean_entropy = -fnrl.entropy_loss(policy.entropy(agent.spaces, dist_params), batch.mask)
@@ -332,7 +368,7 @@ def vpg_loss(agent: _Agent, params: PyTree, batch: VPGBatch) -> tuple[Array, dic
 
 def _mean_kl(agent: _Agent, old_dist_params: list, policy_params: PyTree, batch: VPGBatch) -> Array:
     """E_s[KL(π_old(.|s) ‖ π_θ(.|s))] over the valid ticks (for `natural_gradient` optimizers)."""
-    new_dist_params, _ = agent.network.apply(policy_params, policy.features(agent.spaces, batch.observation))
+    new_dist_params, _ = _evaluate(agent, policy_params, batch)
     return fnrl.mean_kl(functools.partial(policy.kl, agent.spaces), old_dist_params, new_dist_params, batch.mask)
 
 
@@ -340,7 +376,7 @@ def _policy_update(agent: _Agent, params: PyTree, opt_state: PyTree, batch: VPGB
                    key: PRNGKey) -> tuple[PyTree, PyTree, dict]:
     """One `minimize` of the policy optimizer: over all params when joint, else over the policy's
     only. Metrics are those of the pre-update params."""
-    old_dist_params, _ = agent.network.apply(params["policy"], policy.features(agent.spaces, batch.observation))
+    old_dist_params, _ = _evaluate(agent, params["policy"], batch)
     old_dist_params = jax.lax.stop_gradient(old_dist_params)
     if agent.baseline_optimizer is None:
         new, opt_state, info = agent.optimizer.minimize(
@@ -357,25 +393,29 @@ def _baseline_update(agent: _Agent, params: PyTree, opt_state: PyTree, batch: VP
                      key: PRNGKey) -> tuple[PyTree, PyTree, Array]:
     """One `minimize` of the baseline's own optimizer on the batch (inputs from the pre-update
     policy); returns the loss before it."""
-    _, embedding = agent.network.apply(params["policy"], policy.features(agent.spaces, batch.observation))
+    _, embedding = _evaluate(agent, params["policy"], batch)
     inputs = _baseline_input(agent, batch.observation, embedding)
     loss = lambda p: (baseline_loss(agent, p, inputs, batch.returns, batch.mask), ())  # noqa: E731
     new, opt_state, info = agent.baseline_optimizer.minimize(loss, params["baseline"], opt_state, key)
     return new, opt_state, info.loss
 
 
-def learn(agent: _Agent, state: VPGState, trajectory: Trajectory, bootstrap: Array) -> tuple[VPGState, dict]:
+def learn(agent: _Agent, state: VPGState, trajectory: Trajectory, bootstrap: Array,
+          memory: PyTree = ()) -> tuple[VPGState, dict]:
     """VPG's learning phase on one batch.
 
     `trajectory.extras["value"]` holds the baseline values b(s_i) `[T, B]` (zeros without a
     baseline); `bootstrap` is b(o_T) `[B]`. The policy step and the baseline's own steps both use
     the advantages of the pre-update baseline (TensorForce groups the two optimizations). With
-    its own optimizer, the "value_loss" metric is the baseline loss before its steps.
+    its own optimizer, the "value_loss" metric is the baseline loss before its steps. A recurrent
+    policy replays each env's sequence from `memory` `[B, ...]`, its memory before tick 0.
     """
     returns, advantage = estimate(agent.config, trajectory, bootstrap)
     if agent.config.normalize_advantages:
         advantage = fnrl.normalize_advantages(advantage, trajectory.valid)
     batch = VPGBatch(trajectory.observation, trajectory.action, advantage, returns, trajectory.valid)
+    if policy.is_recurrent(agent):
+        batch = batch._replace(first=trajectory.first, memory=memory)
     key, policy_key, baseline_key = jax.random.split(state.key, 3)
     params, opt_state, metrics = _policy_update(agent, state.params, state.opt_state, batch, policy_key)
     baseline_opt_state = state.baseline_opt_state
@@ -395,10 +435,11 @@ def start(agent: _Agent, key: PRNGKey, rollout: RolloutCarry) -> VPGState:
     """A fresh state around the envs' first timestep: the networks and optimizers."""
     policy_key, baseline_key, key = jax.random.split(key, 3)
     observation = rollout.timestep.observation
-    policy_params = agent.network.init(policy_key, policy.features(agent.spaces, observation))
+    rollout = rollout._replace(memory=policy.batched_memory(agent, rollout.memory, rollout.timestep.reward.shape))
+    policy_params = policy.init_network(agent, policy_key, policy.features(agent.spaces, observation), rollout.memory)
     params = {"policy": policy_params, "baseline": {}}
     if agent.baseline is not None:
-        _, embedding = agent.network.apply(policy_params, policy.features(agent.spaces, observation))
+        _, embedding, _ = policy.forward_with_memory(agent, policy_params, (), observation, rollout.memory)
         params["baseline"] = agent.baseline.init(baseline_key, _baseline_input(agent, observation, embedding))
     if agent.baseline_optimizer is None:
         return VPGState(params, agent.optimizer.init(params), (), rollout, key, jnp.zeros((), jnp.int32))
@@ -408,10 +449,13 @@ def start(agent: _Agent, key: PRNGKey, rollout: RolloutCarry) -> VPGState:
 
 def learn_rollout(agent: _Agent, state: VPGState, rollout: RolloutCarry,
                   trajectory: Trajectory) -> tuple[VPGState, dict]:
-    """The update after a batch: bootstrap from b(o_T), `learn`, count; contract metrics."""
+    """The update after a batch: bootstrap from b(o_T) (with the memory the policy would act
+    with at tick T), `learn` (from the memory before the rollout, `state.rollout.memory`),
+    count; contract metrics."""
     cfg = agent.config
-    _, _, bootstrap = _forward(agent, state.params, rollout.timestep.observation)
-    state, metrics = learn(agent, state._replace(rollout=rollout), trajectory, bootstrap)
+    memory = fnrl.rollout.reset_memory(rollout.memory, agent.initial_memory, rollout.first)
+    bootstrap = _forward(agent, state.params, rollout.timestep.observation, memory)[2]
+    state, metrics = learn(agent, state._replace(rollout=rollout), trajectory, bootstrap, state.rollout.memory)
     return common.count_update(state, metrics, trajectory, cfg.num_envs * cfg.num_steps)
 
 
@@ -453,7 +497,8 @@ def make_agent(config: VPGConfig, env: Env) -> _Agent:
     return _Agent(config, _policy_network(config, spaces),
                   _baseline_network(config, state_names) if has_baseline else None, spaces, state_names,
                   common.minimizer(config.optimizer, config.learning_rate, config.max_grad_norm), baseline_optimizer,
-                  config.total_steps // (config.num_envs * config.num_steps))
+                  config.total_steps // (config.num_envs * config.num_steps),
+                  policy.initial_memory(config.network, config.memory, config.memory_size, torsos=("torso",)))
 
 
 def make_trainer(config: VPGConfig, env: Env) -> common.Trainer:

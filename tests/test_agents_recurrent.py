@@ -1,4 +1,4 @@
-"""Recurrent PPO / A2C and TensorForce network specs (agents/policy.py `network`, `memory`): a
+"""Recurrent PPO / A2C / VPG and TensorForce network specs (agents/policy.py `network`, `memory`): a
 memory task that only a recurrent policy solves, the learner's replay reproducing the acting
 policy exactly, TensorForce's lstm agent test (seed-features R3) and the envpool host loop."""
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fnrl.envs
-from agents import a2c, host, policy, ppo, trpo
+from agents import a2c, host, policy, ppo, trpo, vpg
 from fnrl.envs import wrappers
 from fnrl.rollout import PolicyOutput, rollout_init, unroll
 from fnrl.types import Env, EnvSpec, Spec, TimeStep
@@ -79,10 +79,12 @@ def _recent_return(metrics: dict, fraction: float = 0.2) -> np.ndarray:
                         learning_rate=3e-3, anneal_lr=False, gamma=0.9, memory="lstm", memory_size=32)),
     (a2c, a2c.A2CConfig(num_envs=16, num_steps=8, total_steps=16 * 8 * 64, hidden_sizes=(32,), optimizer="adam",
                         learning_rate=3e-3, gamma=0.9, memory="gru", memory_size=32)),
-], ids=["ppo-lstm", "a2c-gru"])
+    (vpg, vpg.VPGConfig(num_envs=16, num_steps=8, total_steps=16 * 8 * 64, hidden_sizes=(32,), learning_rate=3e-3,
+                        gamma=0.9, memory="gru", memory_size=32)),
+], ids=["ppo-lstm", "a2c-gru", "vpg-gru"])
 def test_recurrent_policy_solves_the_memory_task(module, config):
     _, metrics = jax.jit(module.make_train(config, cue_env(config.num_envs)))(jax.random.PRNGKey(0))
-    # Measured 0.99 (PPO) and 1.0 (A2C), 4 other seeds >= 0.93; a feed-forward policy gets 0 (next test).
+    # Measured 0.99 (PPO), 1.0 (A2C, VPG), other seeds >= 0.93; a feed-forward policy gets 0 (next test).
     assert _recent_return(metrics) >= 0.8
 
 
@@ -174,6 +176,30 @@ def test_learning_replay_reproduces_the_acting_policy(tf_lstm_run):
     jax.tree.map(same, memory, jax.tree.map(lambda x: x[0], traj.memory))
 
 
+def test_vpg_learner_replays_the_acting_torso():
+    """Recurrent VPG with a "network" baseline (a head on the policy's embedding): replaying the
+    sequences from the memory before the rollout gives the embeddings the rollout acted with, so
+    the baseline values the learner sees are the recorded ones."""
+    config = vpg.VPGConfig(num_envs=4, num_steps=16, total_steps=4 * 16 * 3, network=_TF_LSTM, baseline_mode="network")
+    env = fnrl.envs.make("MinimalTest-v0", num_envs=config.num_envs, specification="int")
+    trainer, agent = vpg.make_trainer(config, env), vpg.make_agent(config, env)
+    state = jax.jit(lambda key: jax.lax.fori_loop(0, 2, lambda _, s: trainer.update(s)[0], trainer.init(key)))(
+        jax.random.PRNGKey(0))
+    steps = config.num_steps
+    _, traj = jax.jit(lambda s: unroll(functools.partial(vpg.policy_step, agent, s), env, s.rollout, steps,
+                                       agent.initial_memory))(state)
+    start = state.rollout.memory
+    assert np.asarray(traj.first[1:]).sum() >= 4 and np.abs(np.asarray(start["torso"].internals)).max() > 0
+
+    def values(first, memory):
+        batch = vpg.VPGBatch(traj.observation, traj.action, traj.reward, traj.reward, traj.valid, first, memory)
+        _, embedding = vpg._evaluate(agent, state.params["policy"], batch)
+        return agent.baseline.apply(state.params["baseline"], embedding)
+
+    np.testing.assert_allclose(jax.jit(values)(traj.first, start), traj.extras["value"], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(jax.jit(values)(jnp.zeros_like(traj.first), start), traj.extras["value"], atol=1e-3)
+
+
 # ------------------------------------------------------------------------------ host loop
 
 
@@ -235,6 +261,10 @@ def test_other_recipes_check_their_specs():
         a2c.A2CConfig(memory="LSTM")
     with pytest.raises(ValueError, match=r"A2CConfig: field `network\[0\]`"):
         a2c.A2CConfig(network=[{"type": "embedding", "indices": 4, "size": 8}])
+    with pytest.raises(ValueError, match=r"VPGConfig: field `network\[0\]`"):
+        vpg.VPGConfig(network=[{"type": "lstm", "size": 8}])
+    with pytest.raises(ValueError, match="VPGConfig: field `memory`"):
+        vpg.VPGConfig(memory="rnn")
     with pytest.raises(ValueError, match="TRPOConfig: field `network` must not hold `internal_lstm`"):
         trpo.TRPOConfig(network=_TF_LSTM)
     assert trpo.TRPOConfig(network=_TF_LSTM[:2]).network[1] == {"type": "dense", "size": 32}

@@ -404,12 +404,14 @@ def test_bad_tensorforce_agent_specs_are_rejected(spec, match):
         tensorforce_config(spec)
 
 
-def test_network_beyond_dense_layers_needs_a_network_field():
+def test_network_beyond_dense_layers_goes_to_the_network_field():
     lstm = [dict(type="dense", size=32), dict(type="internal_lstm", size=32)]
-    with pytest.raises(ValueError, match="network"):
-        tensorforce_config({"type": "vpg_agent", "network": lstm})  # VPG has no `network` field
-    _, config = tensorforce_config({"type": "ppo_agent", "network": lstm})
-    assert config["network"] == lstm
+    for agent_type in ("ppo_agent", "trpo_agent", "vpg_agent"):
+        name, config = tensorforce_config({"type": agent_type, "network": lstm})
+        assert config["network"] == lstm and "hidden_sizes" not in config
+    assert make_config("vpg", config).network[1] == {"type": "internal_lstm", "size": 32}
+    dense = [dict(type="dense", size=16, activation="relu")] * 2
+    assert tensorforce_config({"type": "vpg_agent", "network": dense})[1]["hidden_sizes"] == (16, 16)
 
 
 # ------------------------------------------------------------------ the runner

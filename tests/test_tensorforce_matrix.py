@@ -61,9 +61,8 @@ TESTS = (
 # R5 rows, whose compilations tests/test_tensorforce_facade.py shares.
 DEFAULT_ROWS = {("R4", "float"), ("R5", "int"), ("R5", "multi"), ("R11", "int"), ("R11", "multi"), ("R12", "float"),
                 ("R13", "bool")}
-# The feed-forward recipes cannot run TensorForce's lstm test.
-NOT_RECURRENT = {"R12": "TRPO's recipe is feed-forward (TRPOConfig rejects internal_lstm layers)",
-                 "R13": "VPG's recipe is feed-forward (VPGConfig has no `network` field)"}
+# The feed-forward recipe cannot run TensorForce's lstm test.
+NOT_RECURRENT = {"R12": "TRPO's recipe is feed-forward (TRPOConfig rejects internal_lstm layers)"}
 
 
 def _spec(test: AgentTest, kind: str) -> dict:
