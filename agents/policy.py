@@ -479,6 +479,23 @@ def act_with_memory(agent: Any, policy_params: PyTree, key: PRNGKey, observation
     return to_env(agent.spaces, sample(agent.spaces, key, dist_params, greedy)), memory
 
 
+def minibatches(agent: Any, data: Any, num_minibatches: int, key: PRNGKey) -> Any:
+    """Learning data shuffled into `num_minibatches` groups for one pass of minibatch steps.
+
+    Feed-forward: `data` holds (tick, env) samples `[N, ...]`, split into `[n, N/n, ...]`.
+    Recurrent (`is_recurrent(agent)`): whole env sequences, so the replay keeps each env's ticks
+    in order — `data` is time-major `[T, B, ...]` with its start memory in a `memory` field
+    `[B, ...]`; groups of envs become `[n, T, B/n, ...]` and the memory `[n, B/n, ...]`."""
+    if not is_recurrent(agent):
+        order = jax.random.permutation(key, jax.tree.leaves(data)[0].shape[0])
+        return jax.tree.map(lambda x: x[order].reshape((num_minibatches, -1) + x.shape[1:]), data)
+    order = jax.random.permutation(key, jax.tree.leaves(data.memory)[0].shape[0])
+    n = num_minibatches
+    split = lambda x: jnp.moveaxis(x[:, order].reshape((x.shape[0], n, -1) + x.shape[2:]), 1, 0)  # noqa: E731
+    memory = jax.tree.map(lambda x: x[order].reshape((n, -1) + x.shape[1:]), data.memory)
+    return jax.tree.map(split, data._replace(memory=()))._replace(memory=memory)
+
+
 def trainer(agent: Any, env: Env, start: Callable, policy_step: Callable, learn_rollout: Callable,
             params: Callable) -> common.Trainer:
     """The `agents.common.Trainer` of a policy-gradient recipe acting with this module's policy.

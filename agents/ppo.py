@@ -207,28 +207,11 @@ def _minibatch_step(agent: _Agent, obs_stats: PyTree, carry: tuple, batch: PPOBa
     return (params, opt_state), info.aux
 
 
-def _sample_minibatches(agent: _Agent, flat: PPOBatch, key: PRNGKey) -> PPOBatch:
-    """The (tick, env) samples `[N]` shuffled into `num_minibatches` groups `[n, N/n, ...]`."""
-    n = agent.config.num_minibatches
-    order = jax.random.permutation(key, agent.config.num_envs * agent.config.num_steps)
-    return jax.tree.map(lambda x: x[order].reshape((n, -1) + x.shape[1:]), flat)
-
-
-def _sequence_minibatches(agent: _Agent, batch: PPOBatch, key: PRNGKey) -> PPOBatch:
-    """Whole env sequences shuffled into `num_minibatches` groups of envs: time-major fields
-    `[n, T, B/n, ...]`, the start memory `[n, B/n, ...]`."""
-    n = agent.config.num_minibatches
-    order = jax.random.permutation(key, agent.config.num_envs)
-    split = lambda x: jnp.moveaxis(x[:, order].reshape((x.shape[0], n, -1) + x.shape[2:]), 1, 0)  # noqa: E731
-    memory = jax.tree.map(lambda x: x[order].reshape((n, -1) + x.shape[1:]), batch.memory)
-    return jax.tree.map(split, batch._replace(memory=()))._replace(memory=memory)
-
-
 def _epoch(agent: _Agent, obs_stats: PyTree, data: PPOBatch, carry: tuple, key: PRNGKey) -> tuple[tuple, dict]:
     """One pass over the batch in `num_minibatches` shuffled minibatches (one Adam step each): of
     (tick, env) samples, or of whole env sequences for a recurrent policy."""
-    split = _sequence_minibatches if policy.is_recurrent(agent) else _sample_minibatches
-    return lax.scan(functools.partial(_minibatch_step, agent, obs_stats), carry, split(agent, data, key))
+    groups = policy.minibatches(agent, data, agent.config.num_minibatches, key)
+    return lax.scan(functools.partial(_minibatch_step, agent, obs_stats), carry, groups)
 
 
 def _learning_rate(config: PPOConfig, num_updates: int, update_count: Array) -> Array:

@@ -20,9 +20,11 @@ With `likelihood_ratio_clipping` ε > 0 the surrogate is PPO's clipped one (Tens
 GAE with V ≡ 0: the discounted returns when `gae_lambda` = 1.
 
 The network is `agents.policy.actor_critic` (separate tanh MLPs for actor and critic, or torsos
-from a feed-forward TensorForce layers spec `network`; their parameters are split here so the
-natural gradient acts on the actor only) and the advantages are PPO's (`agents.ppo.advantages`).
-Defaults follow the paper / modular_rl (`max_kl` 0.01, `cg_damping` 0.1, `gae_lambda` 0.97,
+from a TensorForce layers spec `network`; their parameters are split here so the natural gradient
+acts on the actor only). With an `internal_lstm` layer or a `memory` cell it is recurrent: the
+learner replays each env's sequence from the memory before the rollout for the surrogate, the KL
+and the value regression, whose minibatches are then groups of whole env sequences. The
+advantages are PPO's (`agents.ppo.advantages`). Defaults follow the paper / modular_rl (`max_kl` 0.01, `cg_damping` 0.1, `gae_lambda` 0.97,
 line-search acceptance ratio 0.1).
 """
 
@@ -78,15 +80,15 @@ class TRPOConfig:
     init_log_std: float = 0.0  # initial log-std of gaussian policies
     variable_noise: float = 0.0  # stddev of Gaussian noise on the policy's parameters per sampled tick (TensorForce)
     network: Optional[tuple] = None  # TensorForce layers spec for each torso (replaces hidden_sizes)
+    memory: str = "none"  # "lstm" / "gru": an AgentNet memory cell after each torso (recurrent)
+    memory_size: int = 64  # units of that cell
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         object.__setattr__(self, "network", policy.network_spec("TRPOConfig", self.network))
-        if policy.is_recurrent_spec(self.network, "none"):
-            raise ValueError("TRPOConfig: field `network` must not hold `internal_lstm` layers (TRPO here is "
-                             "feed-forward; recurrent policies train with ppo or a2c)")
+        common.check_choice("TRPOConfig", "memory", self.memory, policy.MEMORY_CELLS)
         for name in ("num_envs", "num_steps", "total_steps", "cg_max_iterations", "ls_max_iterations",
-                     "value_epochs", "value_minibatches"):
+                     "value_epochs", "value_minibatches", "memory_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"TRPOConfig: field `{name}` must be an int >= 1, got {value!r}")
@@ -102,7 +104,11 @@ class TRPOConfig:
         if self.ls_mode not in _LS_MODES:
             raise ValueError(f"TRPOConfig: field `ls_mode` must be one of {_LS_MODES}, got {self.ls_mode!r}")
         common.check_choice("TRPOConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
-        if (self.num_envs * self.num_steps) % self.value_minibatches:
+        if policy.is_recurrent_spec(self.network, self.memory):
+            if self.num_envs % self.value_minibatches:  # recurrent minibatches hold whole env sequences
+                raise ValueError(f"TRPOConfig: field `value_minibatches` ({self.value_minibatches}) must divide "
+                                 f"num_envs = {self.num_envs} for a recurrent policy (minibatches of envs)")
+        elif (self.num_envs * self.num_steps) % self.value_minibatches:
             raise ValueError(f"TRPOConfig: field `value_minibatches` ({self.value_minibatches}) must divide "
                              f"num_envs * num_steps = {self.num_envs * self.num_steps}")
 
@@ -128,6 +134,8 @@ class TRPOBatch(NamedTuple):
     advantage: Array
     target: Array
     mask: Array
+    first: Array = ()  # [T, B] episode starts (recurrent: the replay resets there)
+    memory: PyTree = ()  # [B, ...] the memory before tick 0 (recurrent)
 
 
 class _Agent(NamedTuple):
@@ -139,20 +147,24 @@ class _Agent(NamedTuple):
     spaces: policy.Spaces
     value_optimizer: optax.GradientTransformation
     num_updates: int
+    initial_memory: PyTree  # one env's memory at episode starts; () when feed-forward
 
 
 _NO_OBS_STATS = ()  # TRPO keeps no observation statistics
 
 
 def _is_critic(module_name: str, name: str, value: Array) -> bool:
-    """`agents.policy.actor_critic` names its critic modules "critic/..." and "value/..."."""
+    """`agents.policy.actor_critic` names its critic modules "critic/...", "critic_memory/..."
+    (a memory cell) and "value/..."."""
     del name, value
-    return module_name.split("/")[0] in ("critic", "value")
+    return module_name.split("/")[0] in ("critic", "critic_memory", "value")
 
 
-def _forward(agent: _Agent, policy_params: PyTree, value_params: PyTree, observation: PyTree):
+def _forward(agent: _Agent, policy_params: PyTree, value_params: PyTree, batch: TRPOBatch) -> tuple[list, Array]:
+    """(distribution params, V) of the batch: on every tick, or for a recurrent policy each env's
+    sequence replayed from `batch.memory` (`agents.policy.evaluate`)."""
     params = hk.data_structures.merge(policy_params, value_params)
-    return policy.forward(agent, params, _NO_OBS_STATS, observation)
+    return policy.evaluate(agent, params, _NO_OBS_STATS, batch.observation, batch.action, batch.first, batch.memory)
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,7 +175,7 @@ def surrogate_loss(agent: _Agent, policy_params: PyTree, value_params: PyTree, b
     """−E[ρ Â] − ent_coef · H[π] on the valid samples (`fnrl.trpo_surrogate`), or PPO's clipped
     −E[min(ρÂ, clip(ρ, 1 ± ε)Â)] (`fnrl.ppo_clip_loss`) when `likelihood_ratio_clipping` ε > 0."""
     cfg = agent.config
-    dist_params, _ = _forward(agent, policy_params, value_params, batch.observation)
+    dist_params, _ = _forward(agent, policy_params, value_params, batch)
     log_prob = policy.log_prob(agent.spaces, dist_params, batch.action)
     if cfg.likelihood_ratio_clipping > 0:
         loss, _ = fnrl.ppo_clip_loss(log_prob, batch.log_prob, batch.advantage, cfg.likelihood_ratio_clipping,
@@ -180,13 +192,13 @@ def policy_step(agent: _Agent, policy_params: PyTree, value_params: PyTree,
     """One `fnrl.natural_gradient_step` of the actor on the whole batch, in the KL trust region
     around the current policy. Returns the new actor params and the step's diagnostics."""
     cfg = agent.config
-    old_dist_params, _ = _forward(agent, policy_params, value_params, batch.observation)
+    old_dist_params, _ = _forward(agent, policy_params, value_params, batch)
 
     def loss_fn(params: PyTree) -> Array:
         return surrogate_loss(agent, params, value_params, batch)
 
     def kl_fn(params: PyTree) -> Array:
-        new_dist_params, _ = _forward(agent, params, value_params, batch.observation)
+        new_dist_params, _ = _forward(agent, params, value_params, batch)
         return fnrl.mean_kl(functools.partial(policy.kl, agent.spaces), old_dist_params, new_dist_params, batch.mask)
 
     new_params, info = fnrl.natural_gradient_step(
@@ -213,7 +225,7 @@ def policy_step(agent: _Agent, policy_params: PyTree, value_params: PyTree,
 
 
 def _value_loss(agent: _Agent, value_params: PyTree, policy_params: PyTree, batch: TRPOBatch) -> Array:
-    _, value = _forward(agent, policy_params, value_params, batch.observation)
+    _, value = _forward(agent, policy_params, value_params, batch)
     return fnrl.value_loss(value, batch.target, batch.mask)
 
 
@@ -224,21 +236,20 @@ def _value_minibatch(agent: _Agent, policy_params: PyTree, carry: tuple, batch: 
     return (optax.apply_updates(params, updates), opt_state), loss
 
 
-def _value_epoch(agent: _Agent, policy_params: PyTree, flat: TRPOBatch, carry: tuple,
+def _value_epoch(agent: _Agent, policy_params: PyTree, data: TRPOBatch, carry: tuple,
                  key: PRNGKey) -> tuple[tuple, Array]:
-    """One pass over the batch in `value_minibatches` shuffled minibatches (one Adam step each)."""
-    n = agent.config.value_minibatches
-    order = jax.random.permutation(key, agent.config.num_envs * agent.config.num_steps)
-    minibatches = jax.tree.map(lambda x: x[order].reshape((n, -1) + x.shape[1:]), flat)
-    return lax.scan(functools.partial(_value_minibatch, agent, policy_params), carry, minibatches)
+    """One pass over the batch in `value_minibatches` shuffled minibatches (one Adam step each):
+    of (tick, env) samples, or of whole env sequences for a recurrent policy."""
+    groups = policy.minibatches(agent, data, agent.config.value_minibatches, key)
+    return lax.scan(functools.partial(_value_minibatch, agent, policy_params), carry, groups)
 
 
 def fit_baseline(agent: _Agent, state: TRPOState, batch: TRPOBatch) -> tuple[TRPOState, Array]:
     """½ E[(V(s) − target)²] regressed with Adam over `value_epochs` shuffled passes; returns the
     state with new critic params, optimizer state and key, and the mean minibatch loss."""
-    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+    data = batch if policy.is_recurrent(agent) else jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
     key, epochs_key = jax.random.split(state.key)
-    epoch = functools.partial(_value_epoch, agent, state.policy_params, flat)
+    epoch = functools.partial(_value_epoch, agent, state.policy_params, data)
     (params, opt_state), losses = lax.scan(epoch, (state.value_params, state.value_opt_state),
                                            jax.random.split(epochs_key, agent.config.value_epochs))
     return state._replace(value_params=params, value_opt_state=opt_state, key=key), jnp.mean(losses)
@@ -248,12 +259,13 @@ def fit_baseline(agent: _Agent, state: TRPOState, batch: TRPOBatch) -> tuple[TRP
 # Learning and the recipe.
 
 
-def learn(agent: _Agent, state: TRPOState, trajectory: Trajectory, bootstrap: Array) -> tuple[TRPOState, dict]:
+def learn(agent: _Agent, state: TRPOState, trajectory: Trajectory, bootstrap: Array,
+          memory: PyTree = ()) -> tuple[TRPOState, dict]:
     """TRPO's learning phase on one rollout: GAE with the current baseline, the natural-gradient
     policy step, then the baseline regression on the same batch.
 
     `trajectory.extras` holds the behaviour "log_prob" and "value" `[T, B]`; `bootstrap` is
-    V(o_T) `[B]`.
+    V(o_T) `[B]`; `memory` is a recurrent policy's memory before tick 0 `[B, ...]`.
     """
     cfg = agent.config
     if not cfg.use_baseline:
@@ -265,6 +277,8 @@ def learn(agent: _Agent, state: TRPOState, trajectory: Trajectory, bootstrap: Ar
         adv = fnrl.normalize_advantages(adv, trajectory.valid)
     batch = TRPOBatch(trajectory.observation, trajectory.action, trajectory.extras["log_prob"], adv, target,
                       trajectory.valid)
+    if policy.is_recurrent(agent):
+        batch = batch._replace(first=trajectory.first, memory=memory)
     policy_params, metrics = policy_step(agent, state.policy_params, state.value_params, batch)
     state = state._replace(policy_params=policy_params)
     value_loss = jnp.zeros((), jnp.float32)
@@ -277,7 +291,9 @@ def learn(agent: _Agent, state: TRPOState, trajectory: Trajectory, bootstrap: Ar
 def start(agent: _Agent, key: PRNGKey, rollout: RolloutCarry) -> TRPOState:
     """A fresh state around the envs' first timestep: actor, critic and the critic's optimizer."""
     net_key, key = jax.random.split(key)
-    params = agent.network.init(net_key, policy.features(agent.spaces, rollout.timestep.observation))
+    rollout = rollout._replace(memory=policy.batched_memory(agent, rollout.memory, rollout.timestep.reward.shape))
+    params = policy.init_network(agent, net_key, policy.features(agent.spaces, rollout.timestep.observation),
+                                 rollout.memory)
     value_params, policy_params = hk.data_structures.partition(_is_critic, params)
     return TRPOState(policy_params, value_params, agent.value_optimizer.init(value_params), rollout, key,
                      jnp.zeros((), jnp.int32))
@@ -294,10 +310,11 @@ def rollout_policy(agent: _Agent, state: TRPOState, key: PRNGKey, observation, m
 
 def learn_rollout(agent: _Agent, state: TRPOState, rollout: RolloutCarry,
                   trajectory: Trajectory) -> tuple[TRPOState, dict]:
-    """The update after a rollout: bootstrap from V(o_T), `learn`, count; contract metrics."""
+    """The update after a rollout: bootstrap from V(o_T), `learn` (from the memory before the
+    rollout, `state.rollout.memory`), count; contract metrics."""
     cfg = agent.config
-    _, bootstrap = policy.forward(agent, _network_params(state), _NO_OBS_STATS, rollout.timestep.observation)
-    state, metrics = learn(agent, state._replace(rollout=rollout), trajectory, bootstrap)
+    bootstrap = policy.bootstrap_value(agent, _network_params(state), _NO_OBS_STATS, rollout)
+    state, metrics = learn(agent, state._replace(rollout=rollout), trajectory, bootstrap, state.rollout.memory)
     return common.count_update(state, metrics, trajectory, cfg.num_envs * cfg.num_steps)
 
 
@@ -306,9 +323,10 @@ def make_agent(config: TRPOConfig, env: Env) -> _Agent:
     common.check_env("trpo.make_trainer", config, env)
     spaces = policy.spaces("trpo.make_trainer", env.spec(), config.bounded_actions)
     network = policy.actor_critic(spaces, config.hidden_sizes, config.activation, config.init_log_std,
-                                  config.network)
+                                  config.network, config.memory, config.memory_size)
     num_updates = config.total_steps // (config.num_envs * config.num_steps)
-    return _Agent(config, network, spaces, optax.adam(config.value_learning_rate), num_updates)
+    return _Agent(config, network, spaces, optax.adam(config.value_learning_rate), num_updates,
+                  policy.initial_memory(config.network, config.memory, config.memory_size))
 
 
 def make_trainer(config: TRPOConfig, env: Env) -> common.Trainer:

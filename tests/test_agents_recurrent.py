@@ -81,10 +81,12 @@ def _recent_return(metrics: dict, fraction: float = 0.2) -> np.ndarray:
                         learning_rate=3e-3, gamma=0.9, memory="gru", memory_size=32)),
     (vpg, vpg.VPGConfig(num_envs=16, num_steps=8, total_steps=16 * 8 * 64, hidden_sizes=(32,), learning_rate=3e-3,
                         gamma=0.9, memory="gru", memory_size=32)),
-], ids=["ppo-lstm", "a2c-gru", "vpg-gru"])
+    (trpo, trpo.TRPOConfig(num_envs=16, num_steps=8, total_steps=16 * 8 * 64, hidden_sizes=(32,), gamma=0.9,
+                           max_kl=0.02, value_minibatches=4, memory="gru", memory_size=32)),
+], ids=["ppo-lstm", "a2c-gru", "vpg-gru", "trpo-gru"])
 def test_recurrent_policy_solves_the_memory_task(module, config):
     _, metrics = jax.jit(module.make_train(config, cue_env(config.num_envs)))(jax.random.PRNGKey(0))
-    # Measured 0.99 (PPO), 1.0 (A2C, VPG), other seeds >= 0.93; a feed-forward policy gets 0 (next test).
+    # Measured 0.99 (PPO, TRPO), 1.0 (A2C, VPG), other seeds >= 0.93; a feed-forward policy gets 0 (next test).
     assert _recent_return(metrics) >= 0.8
 
 
@@ -176,6 +178,31 @@ def test_learning_replay_reproduces_the_acting_policy(tf_lstm_run):
     jax.tree.map(same, memory, jax.tree.map(lambda x: x[0], traj.memory))
 
 
+def test_trpo_learner_replays_the_acting_policy():
+    """Recurrent TRPO: the surrogate, KL and value regression see, by replay from the memory
+    before the rollout, the log-probs and values the rollout acted with."""
+    config = trpo.TRPOConfig(num_envs=4, num_steps=16, total_steps=4 * 16 * 3, network=_TF_LSTM, value_minibatches=2)
+    env = fnrl.envs.make("MinimalTest-v0", num_envs=config.num_envs, specification="int")
+    trainer, agent = trpo.make_trainer(config, env), trpo.make_agent(config, env)
+    state = jax.jit(lambda key: jax.lax.fori_loop(0, 2, lambda _, s: trainer.update(s)[0], trainer.init(key)))(
+        jax.random.PRNGKey(0))
+    _, traj = jax.jit(lambda s: unroll(functools.partial(trpo.rollout_policy, agent, s), env, s.rollout,
+                                       config.num_steps, agent.initial_memory))(state)
+    assert np.asarray(traj.first[1:]).sum() >= 4
+    assert set(state.value_params) >= {"critic/~/internal_lstm_2/~/lstm/linear"}
+
+    def replayed(first):
+        batch = trpo.TRPOBatch(traj.observation, traj.action, traj.extras["log_prob"], traj.reward, traj.reward,
+                               traj.valid, first, state.rollout.memory)
+        dist_params, value = trpo._forward(agent, state.policy_params, state.value_params, batch)
+        return policy.log_prob(agent.spaces, dist_params, traj.action), value
+
+    log_prob, value = jax.jit(replayed)(traj.first)
+    np.testing.assert_allclose(log_prob, traj.extras["log_prob"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(value, traj.extras["value"], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(jax.jit(replayed)(jnp.zeros_like(traj.first))[1], traj.extras["value"], atol=1e-3)
+
+
 def test_vpg_learner_replays_the_acting_torso():
     """Recurrent VPG with a "network" baseline (a head on the policy's embedding): replaying the
     sequences from the memory before the rollout gives the embeddings the rollout acted with, so
@@ -265,6 +292,8 @@ def test_other_recipes_check_their_specs():
         vpg.VPGConfig(network=[{"type": "lstm", "size": 8}])
     with pytest.raises(ValueError, match="VPGConfig: field `memory`"):
         vpg.VPGConfig(memory="rnn")
-    with pytest.raises(ValueError, match="TRPOConfig: field `network` must not hold `internal_lstm`"):
-        trpo.TRPOConfig(network=_TF_LSTM)
+    with pytest.raises(ValueError, match="TRPOConfig: field `value_minibatches` .* must divide num_envs = 8"):
+        trpo.TRPOConfig(network=_TF_LSTM, num_envs=8, value_minibatches=3)
+    with pytest.raises(ValueError, match="TRPOConfig: field `memory`"):
+        trpo.TRPOConfig(memory="rnn")
     assert trpo.TRPOConfig(network=_TF_LSTM[:2]).network[1] == {"type": "dense", "size": 32}

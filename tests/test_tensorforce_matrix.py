@@ -8,7 +8,8 @@ reward / length >= `pass_threshold` (0.8; the random agent's test uses 0.0); a r
 of 3 attempts (seeds 0, 1, 2) pass, tried lazily (a third attempt only after a split). R3's
 `test_multi` only runs (`base_test_run`: 100 episodes, no threshold); here it must also update
 with finite metrics and keep every episode's reward / length in [0, 1], and PPO's multi row is
-held to the pass rule as well.
+held to the pass rule as well. Every recipe runs the lstm test (a recurrent policy); TRPO's only
+runs it, as multi (`lstm_passes`).
 
 The default suite runs one learning row of each recipe (and PPO's multi-part row) plus R4 and R5 (`DEFAULT_ROWS`);
 `FNRL_TF_MATRIX=full` runs every row (a few minutes on 2 cores).
@@ -44,6 +45,7 @@ class AgentTest(NamedTuple):
     threshold: float = 0.8
     network: bool = True  # `requires_network`
     multi_passes: bool = False  # hold `test_multi` to the pass rule (TensorForce's only runs it)
+    lstm_passes: bool = True  # hold `test_lstm` to the pass rule (else it only runs, as multi)
 
 
 TESTS = (
@@ -52,8 +54,10 @@ TESTS = (
     AgentTest("R11", {"type": "ppo_agent", "batch_size": 8},
               {"type": "ppo_agent", "batch_size": 32, "step_optimizer": {"type": "adam", "learning_rate": 1e-3}},
               KINDS, multi_passes=True),
+    # TRPO's lstm row learns, but with TensorForce's trust region (max_kl 0.005) on 16-tick batches
+    # too slowly for the pass rule: 1 of 3 attempts passed (in 2019 episodes) on 2026-12-03.
     AgentTest("R12", {"type": "trpo_agent", "learning_rate": 0.005, "batch_size": 16},
-              {"type": "trpo_agent", "learning_rate": 0.1, "batch_size": 64}, KINDS),
+              {"type": "trpo_agent", "learning_rate": 0.1, "batch_size": 64}, KINDS, lstm_passes=False),
     AgentTest("R13", {"type": "vpg_agent", "batch_size": 8},
               {"type": "vpg_agent", "batch_size": 64, "optimizer": {"type": "adam", "learning_rate": 0.01}}, KINDS),
 )
@@ -61,8 +65,6 @@ TESTS = (
 # R5 rows, whose compilations tests/test_tensorforce_facade.py shares.
 DEFAULT_ROWS = {("R4", "float"), ("R5", "int"), ("R5", "multi"), ("R11", "int"), ("R11", "multi"), ("R12", "float"),
                 ("R13", "bool")}
-# The feed-forward recipe cannot run TensorForce's lstm test.
-NOT_RECURRENT = {"R12": "TRPO's recipe is feed-forward (TRPOConfig rejects internal_lstm layers)"}
 
 
 def _spec(test: AgentTest, kind: str) -> dict:
@@ -111,9 +113,7 @@ def _params():
             marks = []
             if kind not in test.kinds:
                 continue
-            if kind == "lstm" and test.row in NOT_RECURRENT:
-                marks.append(pytest.mark.skip(reason=NOT_RECURRENT[test.row]))
-            elif not FULL and (test.row, kind) not in DEFAULT_ROWS:
+            if not FULL and (test.row, kind) not in DEFAULT_ROWS:
                 marks.append(pytest.mark.skip(reason="full TensorForce matrix only: set FNRL_TF_MATRIX=full"))
             yield pytest.param(test, kind, marks=marks, id=f"{test.row}-{test.config['type']}-{kind}")
 
@@ -121,17 +121,17 @@ def _params():
 @pytest.mark.parametrize("test, kind", list(_params()))
 def test_tensorforce_agent_matrix(test: AgentTest, kind: str):
     spec = _spec(test, kind)
-    if kind == "multi" and not test.multi_passes:
-        _base_test_run(spec)
+    if (kind == "multi" and not test.multi_passes) or (kind == "lstm" and not test.lstm_passes):
+        _base_test_run(spec, kind)
         return
     results = base_test_pass(spec, kind, test.threshold)
     assert sum(ok for ok, _ in results) >= NEEDED, f"(passed, episodes) per attempt: {results}"
 
 
-def _base_test_run(spec: dict):
-    """R3's multi test: 100 episodes of every action kind at once; the agent must update with
+def _base_test_run(spec: dict, kind: str):
+    """R3's `base_test_run` (TensorForce's multi test): 100 episodes; the agent must update with
     finite metrics and each episode's reward / length must lie in [0, 1]."""
-    env = _env("multi")
+    env = _env(kind)
     agent = Agent.from_spec(spec, env.spec().observation, env.spec().action)
     runner = Runner(agent, env)
     runner.run(episodes=WINDOW)
