@@ -36,8 +36,8 @@ reward, and the recipe is built for, records and learns from the processed state
 per action type; the tick is then recorded with the explored action and the policy's log-prob of it.
 
 Checkpoints (`fnrl.checkpoint`, no pickle) hold the learner state, the acting key and memory, the
-episode statistics, the preprocessors' and explorations' states, the counters and the partly filled batch (a
-fixed-size buffer), so a restored agent continues exactly where the saved one was.
+episode statistics, the preprocessors' and explorations' states, the counters and the partly
+filled batch (a fixed-size buffer), so a restored agent continues exactly where the saved one was.
 """
 
 from __future__ import annotations
@@ -173,10 +173,10 @@ def make_config(agent: str, config: Any = None, **fields: Any) -> Any:
 
 AGENT_TYPES = {"ppo_agent": "ppo", "trpo_agent": "trpo", "vpg_agent": "vpg", "random_agent": "random",
                "constant_agent": "constant"}
-# Keys with no meaning here (TensorFlow devices and sessions, logging, batching of observe
-# calls, TensorForce's batch-memory bookkeeping): accepted and ignored.
 # Applied by `Agent` itself (`Agent.from_spec`), not by a recipe config.
 AGENT_KEYS = ("states_preprocessing_spec", "reward_preprocessing_spec", "explorations_spec")
+# Keys with no meaning here (TensorFlow devices and sessions, logging, batching of observe
+# calls, TensorForce's batch-memory bookkeeping): accepted and ignored.
 IGNORED_KEYS = ("scope", "device", "session_config", "summary_spec", "saver_spec", "batched_observe",
                 "keep_last_timestep", "log_level", "cg_unroll_loop")
 _PG_DEFAULTS = {"batch_size": 1000, "discount": 0.99, "entropy_regularization": None, "gae_lambda": None,
@@ -351,8 +351,8 @@ def tensorforce_config(spec: dict) -> tuple[str, dict]:
     applied_by_agent = sorted(set(given) & set(AGENT_KEYS))
     if applied_by_agent:
         raise ValueError(f"tensorforce_config: {applied_by_agent} are applied by agents.tensorforce.Agent "
-                         "(Agent.from_spec takes them), not by a recipe config; a recipe learns from what its env "
-                         "returns, so preprocess there")
+                         "(Agent.from_spec takes them), not by a recipe config: a recipe learns from what its env "
+                         "returns and from the actions its policy samples")
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise ValueError(f"tensorforce_config: {agent_type} does not support key(s) {unknown}; supported: "
