@@ -449,13 +449,22 @@ def behaviour(agent: Any, params: PyTree, obs_stats: PyTree, key: PRNGKey, obser
     unperturbed network's."""
     dist_params, value, next_memory = forward_with_memory(agent, params, obs_stats, observation, memory)
     if action is None:
-        if agent.config.variable_noise:
-            noise_key, key = jax.random.split(key)
-            noisy = fnrl.perturb_params(noise_key, params, agent.config.variable_noise)
-            dist_params = forward_with_memory(agent, noisy, obs_stats, observation, memory)[0]
+        key, dist_params = noisy_dist_params(agent, params, obs_stats, key, observation, memory, dist_params)
         action = sample(agent.spaces, key, dist_params)
     extras = {"log_prob": log_prob(agent.spaces, dist_params, action), "value": value}
     return PolicyOutput(action, next_memory, extras)
+
+
+def noisy_dist_params(agent: Any, params: PyTree, obs_stats: PyTree, key: PRNGKey, observation: PyTree,
+                      memory: PyTree, dist_params: list) -> tuple[PRNGKey, list]:
+    """The distribution to sample a tick's action from: with `agent.config.variable_noise` = σ > 0
+    the network's with parameters θ + σ·ε (`fnrl.perturb_params`, keyed by a split of `key`),
+    else `dist_params` as they are. Returns the key left for sampling and the distribution."""
+    if not agent.config.variable_noise:
+        return key, dist_params
+    noise_key, key = jax.random.split(key)
+    noisy = fnrl.perturb_params(noise_key, params, agent.config.variable_noise)
+    return key, forward_with_memory(agent, noisy, obs_stats, observation, memory)[0]
 
 
 def act(agent: Any, policy_params: PyTree, key: PRNGKey, observation: PyTree, greedy: Any) -> PyTree:

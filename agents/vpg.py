@@ -307,10 +307,8 @@ def policy_step(agent: _Agent, state: VPGState, key: PRNGKey, observation: PyTre
     (as `agents.policy.behaviour`)."""
     dist_params, _, value, next_memory = _forward(agent, state.params, observation, memory)
     if action is None:
-        if agent.config.variable_noise:
-            noise_key, key = jax.random.split(key)
-            noisy = fnrl.perturb_params(noise_key, state.params["policy"], agent.config.variable_noise)
-            dist_params = policy.forward_with_memory(agent, noisy, (), observation, memory)[0]
+        key, dist_params = policy.noisy_dist_params(agent, state.params["policy"], (), key, observation, memory,
+                                                    dist_params)
         action = policy.sample(agent.spaces, key, dist_params)
     return PolicyOutput(action, next_memory, {"value": value})
 
