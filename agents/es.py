@@ -12,6 +12,8 @@ episode each plays (an episode still running after `num_steps` ticks counts with
 far, so `num_steps` should cover the env's time limit) and F̃ its centered ranks over the
 population. All members of one update start from the same env states and draw the same acting
 noise (common random numbers), so a pair's fitness difference is due to its perturbation only.
+The episode metrics count only the first episodes that finished within `num_steps` ticks (the
+fitness statistics cover every member: `fitness_max`, `fitness_min`, `fitness_std`, `loss`).
 Policies act greedily (the distributions' modes) by default, as in the paper; no gradient, value
 function or discounting is involved.
 
@@ -133,29 +135,34 @@ def first_episode_returns(trajectory: Trajectory) -> Array:
     return jnp.sum(jnp.where(counted, trajectory.reward, 0.0), axis=0)
 
 
-def fitness(agent: _Agent, env: Env, key: PRNGKey, params: PyTree) -> Array:
+def fitness(agent: _Agent, env: Env, key: PRNGKey, params: PyTree) -> tuple[Array, dict]:
     """F(θ): the mean first-episode return over `num_envs` freshly reset envs, after
-    `num_steps` ticks of the policy. The same `key` gives the same episodes' randomness."""
+    `num_steps` ticks of the policy (an unfinished episode counts with its return so far). The
+    same `key` gives the same episodes' randomness. Aux: the return sum and count of the first
+    episodes that finished within the ticks (the episodes the metrics report)."""
     carry = rollout_init(env, key)
     policy_fn = functools.partial(_policy_step, agent, params)
     _, trajectory = unroll(policy_fn, env, carry, agent.config.num_steps)
-    return jnp.mean(first_episode_returns(trajectory))
+    returns = first_episode_returns(trajectory)
+    finished = jnp.any((trajectory.terminated | trajectory.truncated) & trajectory.valid, axis=0)
+    return jnp.mean(returns), {"return_sum": jnp.sum(jnp.where(finished, returns, 0.0)),
+                               "count": jnp.sum(finished).astype(jnp.float32)}
 
 
 def update(agent: _Agent, env: Env, state: ESState) -> tuple[ESState, dict]:
-    """One ES step from `population` evaluations; metrics per the contract, where the evaluated
-    episodes are every member's first episode in every env."""
+    """One ES step from `population` evaluations; metrics per the contract, where the episodes
+    are every member's first episode in every env that finished within `num_steps` ticks."""
     cfg = agent.config
     key, noise_key, eval_key = jax.random.split(state.key, 3)
     params, info = fnrl.es_step(noise_key, functools.partial(fitness, agent, env, eval_key), state.params,
                                 learning_rate=cfg.learning_rate, num_samples=cfg.population // 2,
-                                noise_std=cfg.noise_std, fitness_shaping=cfg.fitness_shaping)
+                                noise_std=cfg.noise_std, fitness_shaping=cfg.fitness_shaping, has_aux=True)
     count = state.update_count + 1
     mean_fitness = jnp.mean(info.fitness)
     step = ravel_pytree(params)[0] - ravel_pytree(state.params)[0]
     metrics = {
-        "episode_return_sum": (jnp.sum(info.fitness) * cfg.num_envs).astype(jnp.float32),
-        "episode_count": jnp.asarray(cfg.population * cfg.num_envs, jnp.float32),
+        "episode_return_sum": jnp.sum(info.aux["return_sum"]).astype(jnp.float32),
+        "episode_count": jnp.sum(info.aux["count"]),
         "env_steps": count.astype(jnp.float32) * (cfg.population * cfg.num_envs * cfg.num_steps),
         "loss": -mean_fitness,
         "policy_loss": -mean_fitness,

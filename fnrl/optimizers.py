@@ -759,6 +759,7 @@ class ESInfo(NamedTuple):
     """Diagnostics of `es_gradient` / `es_step`."""
 
     fitness: Array  # [2·num_samples]: F(θ + σε_i) for i < num_samples, then F(θ − σε_i)
+    aux: PyTree = ()  # with `has_aux`: the fitness function's aux per evaluation, leading axis [2·num_samples]
 
 
 def es_gradient(
@@ -769,6 +770,7 @@ def es_gradient(
     num_samples: int,
     noise_std: Scalar,
     fitness_shaping: str = "centered_rank",
+    has_aux: bool = False,
 ) -> tuple[PyTree, ESInfo]:
     """Evolution-strategies estimate of the fitness gradient from antithetic perturbations.
 
@@ -788,6 +790,8 @@ def es_gradient(
       num_samples: Python int >= 1, antithetic pairs n (2n fitness evaluations).
       noise_std: σ > 0 (may be traced).
       fitness_shaping: "centered_rank" or "none".
+      has_aux: `fitness_fn` returns `(fitness, aux)` (as `jax.grad`'s `has_aux`); the aux of
+        every evaluation comes back in `ESInfo.aux`, e.g. episode statistics of the population.
 
     Returns:
       `(g, ESInfo)`, g shaped like `params`.
@@ -795,7 +799,10 @@ def es_gradient(
     fn = "es_gradient"
     _check_key(fn, key)
     params = _check_float_tree(fn, "params", params)
-    _check_scalar_fn(fn, "fitness_fn", fitness_fn, params)
+    if not isinstance(has_aux, bool):
+        raise ValueError(f"{fn}: argument `has_aux` must be a Python bool, got {has_aux!r}")
+    fitness_only = (lambda p: fitness_fn(p)[0]) if has_aux else fitness_fn
+    _check_scalar_fn(fn, "fitness_fn", fitness_only, params)
     _check_int(fn, "num_samples", num_samples, 1)
     _check_scalar(fn, "noise_std", noise_std, 0.0, strict=True)
     if fitness_shaping not in ("centered_rank", "none"):
@@ -805,11 +812,12 @@ def es_gradient(
     flat, unravel = ravel_pytree(params)
     eps = jax.random.normal(key, (num_samples, flat.size), flat.dtype)
     population = flat + noise_std * jnp.concatenate([eps, -eps])
-    fitness = jax.vmap(lambda theta: fitness_fn(unravel(theta)))(population)
+    evaluated = jax.vmap(lambda theta: fitness_fn(unravel(theta)))(population)
+    fitness, aux = evaluated if has_aux else (evaluated, ())
     shaped = centered_ranks(fitness) if fitness_shaping == "centered_rank" else fitness
     weights = shaped[:num_samples] - shaped[num_samples:]
     grad = (weights @ eps) / (2 * num_samples * noise_std)
-    return unravel(grad.astype(flat.dtype)), ESInfo(fitness=fitness)
+    return unravel(grad.astype(flat.dtype)), ESInfo(fitness=fitness, aux=aux)
 
 
 def es_step(
@@ -821,6 +829,7 @@ def es_step(
     num_samples: int,
     noise_std: Scalar,
     fitness_shaping: str = "centered_rank",
+    has_aux: bool = False,
 ) -> tuple[PyTree, ESInfo]:
     """One evolution-strategies ascent step θ' = θ + α·g with g from `es_gradient`.
 
@@ -831,7 +840,7 @@ def es_step(
     is **maximised**.
 
     Args:
-      key, fitness_fn, params, num_samples, noise_std, fitness_shaping: see `es_gradient`.
+      key, fitness_fn, params, num_samples, noise_std, fitness_shaping, has_aux: see `es_gradient`.
       learning_rate: α >= 0 (may be traced).
 
     Returns:
@@ -840,7 +849,7 @@ def es_step(
     _check_scalar("es_step", "learning_rate", learning_rate, 0.0)
     grad, info = es_gradient(
         key, fitness_fn, params, num_samples=num_samples, noise_std=noise_std,
-        fitness_shaping=fitness_shaping,
+        fitness_shaping=fitness_shaping, has_aux=has_aux,
     )
     new_params = jax.tree.map(lambda p, g: (p + learning_rate * g).astype(p.dtype), params, grad)
     return new_params, info

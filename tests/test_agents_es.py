@@ -78,6 +78,19 @@ def test_metrics_follow_the_contract(cartpole):
                                -np.asarray(metrics["loss"]), rtol=1e-5)
 
 
+def test_metrics_count_only_finished_first_episodes():
+    """Ten ticks end few CartPole episodes: the metrics count those, with their returns, while
+    the fitness (−loss) averages every first episode's return so far."""
+    config = es.ESConfig(num_envs=8, num_steps=10, population=8, total_steps=2 * 8 * 8 * 10, hidden_sizes=(8,))
+    env = fnrl.envs.make("CartPole-v1", num_envs=config.num_envs)
+    trainer = es.make_trainer(config, env)
+    _, metrics = jax.jit(trainer.update)(trainer.init(jax.random.PRNGKey(0)))
+    count, total = float(metrics["episode_count"]), float(metrics["episode_return_sum"])
+    assert 0 < count < config.population * config.num_envs
+    assert total / count < 10  # episodes that ended within 10 ticks
+    assert -float(metrics["loss"]) > total / count  # unfinished first episodes have 10 steps of reward
+
+
 def test_jit_vmap_deterministic_per_seed(cartpole):
     (state, metrics), (state_again, metrics_again) = cartpole
     jax.tree.map(np.testing.assert_array_equal, (state, metrics), (state_again, metrics_again))

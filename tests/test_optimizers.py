@@ -402,6 +402,37 @@ def test_es_gradient_is_unbiased_for_quadratic_fitness():
     assert info.fitness.shape == (100, 100)
 
 
+def test_es_gradient_has_aux_returns_each_evaluations_aux():
+    """With `has_aux` the fitness function's aux comes back per evaluation (θ + σε_i, then
+    θ − σε_i) and the gradient equals the one without aux, bit for bit."""
+    key, params, kwargs = jax.random.PRNGKey(4), {"theta": jnp.array([0.3, -0.2, 0.1, 0.0])}, dict(num_samples=5,
+                                                                                                  noise_std=0.1)
+
+    def with_aux(p):
+        return _quad_fitness(p), {"theta": p["theta"], "norm": jnp.linalg.norm(p["theta"])}
+
+    for use_jit in (False, True):
+        gradient = jax.jit(es_gradient, static_argnames=("fitness_fn", "num_samples", "has_aux")) if use_jit \
+            else es_gradient
+        g, info = gradient(key, with_aux, params, has_aux=True, **kwargs)
+        g_plain, info_plain = gradient(key, _quad_fitness, params, **kwargs)
+        np.testing.assert_array_equal(g["theta"], g_plain["theta"])
+        np.testing.assert_array_equal(info.fitness, info_plain.fitness)
+        assert info_plain.aux == () and info.aux["theta"].shape == (10, 4)
+        thetas = np.asarray(info.aux["theta"], np.float64)
+        np.testing.assert_allclose((thetas[:5] + thetas[5:]) / 2, np.broadcast_to(params["theta"], (5, 4)), atol=1e-6)
+        for theta, fitness, norm in zip(thetas, np.asarray(info.fitness), np.asarray(info.aux["norm"])):
+            want = -0.5 * theta @ QUAD_A @ theta + QUAD_B @ theta  # the formula at each evaluated point
+            np.testing.assert_allclose(fitness, want, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(norm, np.linalg.norm(theta), rtol=1e-5)
+    _, stepped = es_step(key, with_aux, params, learning_rate=0.1, has_aux=True, **kwargs)
+    assert stepped.aux["norm"].shape == (10,)
+    with pytest.raises(ValueError, match="`has_aux`"):
+        es_gradient(key, _quad_fitness, params, has_aux=1, **kwargs)
+    with pytest.raises(ValueError, match="`fitness_fn` must return a float scalar"):
+        es_gradient(key, with_aux, params, **kwargs)
+
+
 def test_es_gradient_rank_shaping_is_invariant_to_monotone_fitness_transforms():
     key, params = jax.random.PRNGKey(3), {"theta": jnp.zeros(4)}
     kwargs = dict(num_samples=6, noise_std=0.1)
