@@ -139,22 +139,27 @@ def test_states_baseline_value_loss_decreases():
     assert late < 0.25 * early, (early, late)  # measured: ~16 -> ~1
 
 
-def _image_minimal_test(num_envs: int) -> Env:
-    """MinimalTest-int whose (x, y) observation is tiled into a 3x3x2 image."""
+def _minimal_test_seen_as(num_envs: int, observe, observation_spec) -> Env:
+    """MinimalTest-int whose (x, y) observation the agent sees as `observe(pair)` (`observation_spec`)."""
     raw = toy.minimal_test("int")
-    to_image = lambda ts: ts._replace(observation=jnp.broadcast_to(ts.observation, (3, 3, 2)))  # noqa: E731
 
     def reset(key):
         state, ts = raw.reset(key)
-        return state, to_image(ts)
+        return state, ts._replace(observation=observe(ts.observation))
 
     def step(state, action):
         state, ts = raw.step(state, action)
-        return state, to_image(ts)
+        return state, ts._replace(observation=observe(ts.observation))
 
-    env_spec = EnvSpec(Spec((3, 3, 2), jnp.float32), raw.spec().action)
+    env_spec = EnvSpec(observation_spec, raw.spec().action)
     env = Env(reset=reset, step=step, spec=lambda: env_spec)
     return wrappers.vectorize(wrappers.episode_statistics(wrappers.auto_reset(env)), num_envs)
+
+
+def _image_minimal_test(num_envs: int) -> Env:
+    """MinimalTest-int whose (x, y) observation is tiled into a 3x3x2 image."""
+    return _minimal_test_seen_as(num_envs, lambda pair: jnp.broadcast_to(pair, (3, 3, 2)),
+                                 Spec((3, 3, 2), jnp.float32))
 
 
 def test_cnn_states_baseline_on_images():
@@ -175,21 +180,8 @@ def test_cnn_states_baseline_on_images():
 def _two_state_minimal_test(num_envs: int) -> Env:
     """MinimalTest-int seen as two states: an "image" (the (x, y) pair tiled to 3x3x2) and the
     "pair" itself."""
-    raw = toy.minimal_test("int")
-    to_states = lambda ts: ts._replace(observation={  # noqa: E731
-        "image": jnp.broadcast_to(ts.observation, (3, 3, 2)), "pair": ts.observation})
-
-    def reset(key):
-        state, ts = raw.reset(key)
-        return state, to_states(ts)
-
-    def step(state, action):
-        state, ts = raw.step(state, action)
-        return state, to_states(ts)
-
-    env_spec = EnvSpec({"image": Spec((3, 3, 2), jnp.float32), "pair": Spec((2,), jnp.float32)}, raw.spec().action)
-    env = Env(reset=reset, step=step, spec=lambda: env_spec)
-    return wrappers.vectorize(wrappers.episode_statistics(wrappers.auto_reset(env)), num_envs)
+    return _minimal_test_seen_as(num_envs, lambda pair: {"image": jnp.broadcast_to(pair, (3, 3, 2)), "pair": pair},
+                                 {"image": Spec((3, 3, 2), jnp.float32), "pair": Spec((2,), jnp.float32)})
 
 
 TWO_STATE_BASELINES = {"image": {"type": "cnn", "conv_sizes": [4], "dense_sizes": [8]},
