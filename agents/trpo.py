@@ -24,8 +24,8 @@ from a TensorForce layers spec `network`; their parameters are split here so the
 acts on the actor only). With an `internal_lstm` layer or a `memory` cell it is recurrent: the
 learner replays each env's sequence from the memory before the rollout for the surrogate, the KL
 and the value regression, whose minibatches are then groups of whole env sequences. The
-advantages are PPO's (`agents.ppo.advantages`). Defaults follow the paper / modular_rl (`max_kl` 0.01, `cg_damping` 0.1, `gae_lambda` 0.97,
-line-search acceptance ratio 0.1).
+advantages are PPO's (`agents.ppo.advantages`). Defaults follow the paper / modular_rl
+(`max_kl` 0.01, `cg_damping` 0.1, `gae_lambda` 0.97, line-search acceptance ratio 0.1).
 """
 
 from __future__ import annotations
