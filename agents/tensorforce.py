@@ -54,6 +54,7 @@ import numpy as np
 
 import fnrl
 from fnrl import checkpoint, preprocessing
+from fnrl._validation import is_positive_int_sequence
 from fnrl.envs.wrappers import EpisodeStats, episode_stats_init, episode_stats_update
 from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
 from fnrl.types import Env, EnvSpec, PRNGKey, PyTree, Spec, TimeStep
@@ -74,8 +75,7 @@ def _is_spec(x: Any) -> bool:
 
 def _tf_shape(where: str, shape: Any) -> tuple[int, ...]:
     shape = (shape,) if isinstance(shape, int) and not isinstance(shape, bool) else shape
-    if not isinstance(shape, (tuple, list)) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+    if not is_positive_int_sequence(shape):
         raise ValueError(f"{where}: `shape` must be an int or a tuple of ints >= 1, got {shape!r}")
     return tuple(shape)
 

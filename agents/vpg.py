@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import optax
 
 import fnrl
+from fnrl._validation import is_positive_int_sequence
 from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
 from fnrl.types import Array, Env, PRNGKey, PyTree
 
@@ -134,11 +135,6 @@ class VPGConfig:
             object.__setattr__(self, "state_baselines", _state_baselines(self.state_baselines))
 
 
-def _positive_ints(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
-
-
 def _state_baselines(specs: Any) -> policy.FrozenSpec:
     """VPGConfig's `state_baselines` checked and frozen (lists become tuples)."""
     where = "VPGConfig: field `state_baselines`"
@@ -151,7 +147,7 @@ def _state_baselines(specs: Any) -> policy.FrozenSpec:
             raise ValueError(f"{where}[{name!r}] must be a dict whose 'type' is 'mlp' or 'cnn', got {spec!r}")
         keys = STATE_BASELINE_KEYS[kind]
         unknown = sorted(set(spec) - {"type", *keys})
-        if unknown or not all(_positive_ints(spec.get(key, ())) for key in keys):
+        if unknown or not all(is_positive_int_sequence(spec.get(key, ())) for key in keys):
             raise ValueError(f"{where}[{name!r}]: a {kind!r} baseline takes {keys} as lists of ints >= 1, "
                              f"got {spec!r}")
         frozen[name] = policy.FrozenSpec({"type": kind, **{key: policy.freeze(spec.get(key, ())) for key in keys}})

@@ -126,6 +126,12 @@ def check_static_range(
         raise ValueError(f"{where}argument `{name}` must lie in [{lo}, {hi}], got {value}")
 
 
+def is_positive_int_sequence(value: Any) -> bool:
+    """A tuple or list of Python ints >= 1 (no bools): a shape, or layer sizes."""
+    return isinstance(value, (tuple, list)) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+
+
 def check_positive_int(fn: str | None, name: str, value: Any) -> int:
     """Checks a static count (capacity, batch size, width) is an int >= 1 (not a bool) and
     returns it as a Python int."""

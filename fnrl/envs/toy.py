@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnrl._validation import check_array
+from fnrl._validation import check_array, is_positive_int_sequence
 from fnrl.envs.wrappers import time_limit
 from fnrl.types import Array, ArrayLike, Env, EnvSpec, PRNGKey, PyTree, Spec, TimeStep
 
@@ -65,9 +65,7 @@ def _parse_part(name: str, value: Any) -> tuple[str, tuple[int, ...]]:
     shape = (shape,) if isinstance(shape, int) else shape
     if kind not in MINIMAL_TEST_TYPES:
         raise _spec_error(f"got type {kind!r} for {name!r}")
-    if not isinstance(shape, (tuple, list)) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape
-    ):
+    if not is_positive_int_sequence(shape):
         raise _spec_error(f"got shape {shape!r} for {name!r} (want a tuple of ints >= 1)")
     return kind, tuple(shape)
 
