@@ -321,6 +321,7 @@ class ConjugateGradientInfo(NamedTuple):
 
     iterations: Array  # int32 scalar: iterations run (<= max_iterations)
     squared_residual: Array  # r_tᵀ r_t of the recursion at the returned x
+    nonpositive_curvature: Array  # bool: stopped at a direction p with pᵀ(A + λI)p <= 0
 
 
 def conjugate_gradient(
@@ -343,9 +344,14 @@ def conjugate_gradient(
         p_{t+1} = r_{t+1} + (r_{t+1}ᵀr_{t+1} / r_tᵀr_t) p_t
 
     stopping after `max_iterations` or as soon as r_tᵀr_t <= `residual_tol` (absolute; the
-    default is modular_rl's TRPO value, TensorForce uses 1e-6). Vectors are any pytree shaped
-    like `b` (e.g. haiku params), so Fisher-vector products need no flattening. A `lax.while_loop`
-    runs the iterations: jit/vmap-friendly, not reverse-differentiable.
+    default is modular_rl's TRPO value, TensorForce uses 1e-6). If A + λI is not positive
+    definite along a search direction (p_tᵀ(A + λI)p_t <= 0, e.g. the Hessian of a KL taken away
+    from its minimum), the recursion would divide by that curvature and diverge; it stops there
+    instead and returns x_t, as truncated CG does (Steihaug, 1983, "The conjugate gradient method
+    and trust regions in large scale optimization"), with `info.nonpositive_curvature` set.
+    Vectors are any pytree shaped like `b` (e.g. haiku params, leaves of mixed float dtypes: each
+    keeps its own), so Fisher-vector products need no flattening. A `lax.while_loop` runs the
+    iterations: jit/vmap-friendly, not reverse-differentiable.
 
     Args:
       matvec: the linear map v ↦ A v on pytrees shaped like `b`.
@@ -367,29 +373,34 @@ def conjugate_gradient(
     if x0 is not None:
         _check_like(fn, "x0", x0, "b", b)
 
+    def add_scaled(u: PyTree, scale: Array, v: PyTree) -> PyTree:
+        """u + scale·v leaf by leaf, each leaf kept in u's dtype (the loop carry's types)."""
+        return jax.tree.map(lambda a, c: (a + scale * c).astype(a.dtype), u, v)
+
     def apply_a(v: PyTree) -> PyTree:
-        return otu.tree_add_scale(matvec(v), damping, v)
+        return add_scaled(matvec(v), damping, v)
 
     x = otu.tree_zeros_like(b) if x0 is None else _check_float_tree(fn, "x0", x0)
-    r = b if x0 is None else otu.tree_sub(b, apply_a(x))
+    r = b if x0 is None else jax.tree.map(lambda c, d: (c - d).astype(c.dtype), b, apply_a(x))
     rr = otu.tree_vdot(r, r)
 
     def cond(carry):
-        i, _, _, _, rr = carry
-        return (i < max_iterations) & (rr > residual_tol)
+        i, _, _, _, rr, bent = carry
+        return (i < max_iterations) & (rr > residual_tol) & ~bent
 
     def body(carry):
-        i, x, r, p, rr = carry
+        i, x, r, p, rr, _ = carry
         ap = apply_a(p)
-        # A non-positive curvature pᵀAp means A is not SPD; keep the division finite regardless.
-        alpha = rr / jnp.maximum(otu.tree_vdot(p, ap), jnp.finfo(rr.dtype).tiny)
-        x = otu.tree_add_scale(x, alpha, p)
-        r = otu.tree_add_scale(r, -alpha, ap)
-        rr_next = otu.tree_vdot(r, r)
-        return i + 1, x, r, otu.tree_add_scale(r, rr_next / rr, p), rr_next
+        curvature = otu.tree_vdot(p, ap)
+        bent = curvature <= 0  # a NaN curvature is not caught: NaN inputs give a NaN x
+        alpha = jnp.where(bent, 0.0, rr / jnp.where(bent, 1.0, curvature))
+        x = add_scaled(x, alpha, p)
+        r = add_scaled(r, -alpha, ap)
+        rr_next = jnp.where(bent, rr, otu.tree_vdot(r, r))
+        return i + 1, x, r, add_scaled(r, rr_next / rr, p), rr_next, bent
 
-    i, x, _, _, rr = lax.while_loop(cond, body, (jnp.int32(0), x, r, r, rr))
-    return x, ConjugateGradientInfo(iterations=i, squared_residual=rr)
+    i, x, _, _, rr, bent = lax.while_loop(cond, body, (jnp.int32(0), x, r, r, rr, jnp.bool_(False)))
+    return x, ConjugateGradientInfo(iterations=i, squared_residual=rr, nonpositive_curvature=bent)
 
 
 class LineSearchInfo(NamedTuple):
@@ -738,21 +749,35 @@ def centered_ranks(x: ArrayLike) -> Array:
     Salimans et al., 2017, "Evolution strategies as a scalable alternative to reinforcement
     learning": replacing fitnesses by their ranks makes the ES update invariant to monotone
     transformations of the fitness and robust to outliers. Ranks run over all n entries of `x`
-    (any shape; the smallest gets rank 0); ties are ranked by flat position.
+    (any shape; the smallest gets rank 0). Tied entries share the mean of their ranks, so equal
+    fitnesses weigh equally: an antithetic pair that scored the same moves nothing (as
+    TensorForce's evolutionary optimizer, which signs each perturbation by its loss change, does
+    not move on a tie). NaN ranks as the lowest fitness, so a failed evaluation is never favoured.
+    The ranks are computed in float32 or wider: a bfloat16 or float16 array holds integers
+    exactly only up to 256 or 2048.
 
     Args:
       x: numeric array with at least 2 entries.
 
     Returns:
-      float array of `x`'s shape.
+      float array of `x`'s shape, in x's float dtype promoted to at least float32.
     """
     fn = "centered_ranks"
     x = check_array("x", x, kind="numeric", fn=fn)
     if x.size < 2:
         raise ValueError(f"{fn}: argument `x` must have at least 2 entries, got shape {x.shape}")
-    ranks = jnp.argsort(jnp.argsort(x.ravel(), stable=True), stable=True)
-    dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
-    return (ranks.astype(dtype) / (x.size - 1) - 0.5).reshape(x.shape)
+    flat = x.ravel()
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        flat = jnp.where(jnp.isnan(flat), -jnp.inf, flat)
+        dtype = jnp.promote_types(x.dtype, jnp.float32)
+    else:
+        dtype = jnp.float32
+    ordered = jnp.sort(flat)
+    # A value's tied block spans sorted positions [below, below + count); its mean rank is the middle.
+    below = jnp.searchsorted(ordered, flat, side="left")
+    not_above = jnp.searchsorted(ordered, flat, side="right")
+    ranks = (below + not_above - 1).astype(dtype) / 2
+    return (ranks / (x.size - 1) - 0.5).reshape(x.shape)
 
 
 class ESInfo(NamedTuple):

@@ -41,6 +41,8 @@ def _np_cg(a, b, damping, max_iterations, residual_tol):
         if rr <= residual_tol:
             break
         ap = a @ p
+        if p @ ap <= 0:  # not positive definite along p: stop (truncated CG)
+            break
         alpha = rr / (p @ ap)
         x, r = x + alpha * p, r - alpha * ap
         rr_next = r @ r
@@ -100,6 +102,47 @@ def test_conjugate_gradient_pytrees_warm_start_and_zero_rhs():
     assert int(info.iterations) == 0 and not np.any(np.asarray(x_none["v"]))
     x_zero, info = conjugate_gradient(matvec, jax.tree.map(jnp.zeros_like, tree_b))
     assert int(info.iterations) == 0 and not np.any(np.asarray(x_zero["u"]))
+
+
+@jit_variants
+@given(seed=st.integers(0, 2**16), negative=st.integers(1, 3))
+def test_conjugate_gradient_stops_at_nonpositive_curvature(use_jit, seed, negative):
+    """On a symmetric indefinite A the recursion would divide by pᵀAp <= 0; it must stop there
+    with the last iterate of the NumPy loop, finite, and say so."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    eigenvalues = np.concatenate([-rng.uniform(0.5, 2.0, negative), rng.uniform(0.5, 2.0, 5 - negative)])
+    a = (q * eigenvalues @ q.T).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    x, info = variant(_cg_solve, use_jit, static_argnames="max_iterations")(a, b, 0.0, 10)
+    expected = _np_cg(a, b, 0.0, 10, 1e-10)
+    assert np.all(np.isfinite(np.asarray(x)))
+    np.testing.assert_allclose(x, expected, rtol=1e-3, atol=1e-3 * max(1.0, np.abs(expected).max()))
+    if bool(info.nonpositive_curvature):
+        assert np.linalg.norm(a.astype(np.float64) @ expected - b) > 1e-3  # stopped short of the solution
+
+
+def test_conjugate_gradient_zero_curvature_gives_zero_not_overflow():
+    x, info = conjugate_gradient(lambda v: jnp.zeros_like(v), jnp.ones(3))
+    assert bool(info.nonpositive_curvature) and int(info.iterations) == 1
+    np.testing.assert_array_equal(x, np.zeros(3))
+
+
+def test_conjugate_gradient_keeps_each_leafs_dtype():
+    """Mixed-precision params (a bfloat16 leaf next to a float32 one) are solved, each leaf in its
+    own dtype; the while loop's carry would reject a leaf promoted to float32."""
+    a = np.diag([2.0, 4.0, 1.0, 0.5]).astype(np.float32)
+
+    def matvec(tree):
+        y = a @ jnp.concatenate([tree["f"], tree["h"].astype(jnp.float32)])
+        return {"f": y[:2], "h": y[2:].astype(jnp.bfloat16)}
+
+    b = {"f": jnp.ones(2, jnp.float32), "h": jnp.ones(2, jnp.bfloat16)}
+    x, _ = jax.jit(lambda b: conjugate_gradient(matvec, b, damping=0.1))(b)
+    assert x["f"].dtype == jnp.float32 and x["h"].dtype == jnp.bfloat16
+    expected = 1.0 / (np.diag(a) + 0.1)
+    np.testing.assert_allclose(x["f"], expected[:2], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(x["h"], np.float32), expected[2:], rtol=2e-2)
 
 
 def test_conjugate_gradient_vmaps_over_right_hand_sides():
@@ -366,18 +409,47 @@ def test_natural_gradient_optax_transform_matches_direction_and_chains():
 
 
 def _np_centered_ranks(x):
-    flat = x.ravel()
-    ranks = np.empty(flat.size)
-    ranks[np.argsort(flat, kind="stable")] = np.arange(flat.size)
+    """rank_i = #{j: x_j < x_i} + (#{j: x_j = x_i} − 1) / 2 (ties share their mean rank), NaN
+    lowest, then scaled to [−½, ½]."""
+    flat = np.where(np.isnan(x.ravel()), -np.inf, x.ravel()).astype(np.float64)
+    ranks = np.array([np.sum(flat < v) + (np.sum(flat == v) - 1) / 2 for v in flat])
     return (ranks / (flat.size - 1) - 0.5).reshape(x.shape)
 
 
 @jit_variants
-@given(x=floats((7,), -3, 3) | floats((2, 3), -1, 1).map(np.round))
+@given(x=floats((7,), -3, 3) | floats((2, 3), -1, 1).map(np.round) | floats((5,), -2, 2).map(
+    lambda v: np.where(v > 1, np.nan, v).astype(np.float32)))
 def test_centered_ranks_match_numpy(use_jit, x):
     out = variant(centered_ranks, use_jit)(x)
     np.testing.assert_allclose(out, _np_centered_ranks(x), rtol=1e-6, atol=1e-7)
-    assert float(out.min()) == -0.5 and float(out.max()) == 0.5
+    assert abs(float(out.sum())) < 1e-5  # centered
+    if len(np.unique(x)) == x.size and not np.isnan(x).any():
+        assert float(out.min()) == -0.5 and float(out.max()) == 0.5
+
+
+def test_centered_ranks_are_exact_for_low_precision_fitness():
+    """1000 distinct bfloat16 fitnesses (consecutive bit patterns from 1.0) keep 1000 distinct ranks."""
+    bits = np.arange(0x3F80, 0x3F80 + 1000, dtype=np.uint16)[np.random.default_rng(0).permutation(1000)]
+    x = jax.lax.bitcast_convert_type(jnp.asarray(bits), jnp.bfloat16)
+    out = centered_ranks(x)
+    assert out.dtype == jnp.float32 and len(np.unique(np.asarray(out))) == 1000
+    np.testing.assert_allclose(out, _np_centered_ranks(np.asarray(x, np.float32)), atol=1e-7)
+
+
+def test_es_does_not_move_on_tied_fitness():
+    """Every pair scoring the same (a flat fitness, common with sparse rewards) carries no signal."""
+    params = {"theta": jnp.array([0.5, -1.0, 2.0])}
+    for shaping in ("centered_rank", "none"):
+        grad, _ = es_gradient(jax.random.PRNGKey(3), lambda p: jnp.float32(1.0), params, num_samples=4,
+                              noise_std=0.1, fitness_shaping=shaping)
+        np.testing.assert_array_equal(grad["theta"], np.zeros(3))
+    # One tied pair among informative ones weighs nothing; the others still move θ.
+    fitness = lambda p: jnp.where(p["theta"][0] > 0.5, jnp.round(p["theta"][1]), p["theta"][1])  # noqa: E731
+    key = jax.random.PRNGKey(4)
+    grad, info = es_gradient(key, fitness, params, num_samples=3, noise_std=0.1)
+    eps = np.asarray(jax.random.normal(key, (3, 3)))
+    shaped = _np_centered_ranks(np.asarray(info.fitness))
+    np.testing.assert_allclose(grad["theta"], (shaped[:3] - shaped[3:]) @ eps / (2 * 3 * 0.1), rtol=1e-5)
 
 
 QUAD_A = np.diag([1.0, 2.0, 0.5, 1.5]).astype(np.float32)
