@@ -116,11 +116,12 @@ def check_broadcastable(fn: str | None, name: str, x: jnp.ndarray, target_shape:
 def check_static_range(
     fn: str | None, name: str, value: Any, low: float | None = None, high: float | None = None
 ) -> None:
-    """Checks a Python (static) number lies in [low, high]; traced values are not checked."""
+    """Checks a Python (static) number lies in [low, high] (NaN does not); traced values are not
+    checked."""
     if not isinstance(value, (int, float, np.number)):
         return
     where = f"{fn}: " if fn else ""
-    if (low is not None and value < low) or (high is not None and value > high):
+    if (low is not None and not value >= low) or (high is not None and not value <= high):
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
         raise ValueError(f"{where}argument `{name}` must lie in [{lo}, {hi}], got {value}")

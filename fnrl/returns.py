@@ -41,7 +41,8 @@ class _Boundaries(NamedTuple):
         return 1.0 if self.cut is None else 1.0 - self.cut
 
     def mask(self, x: Array) -> Array:
-        return x if self.valid is None else x * self.valid
+        """x with removed steps set to 0 (selected, so NaN padding there does not leak)."""
+        return x if self.valid is None else jnp.where(self.valid > 0, x, 0.0)
 
     def later_valid(self, like: Array) -> Array:
         """1 where some later step is valid, i.e. the recursion has something to carry back."""
@@ -199,7 +200,8 @@ def n_step_returns(
 
     With λ < 1 each step inside the window mixes as in `lambda_returns`. A truncated step inside
     the window ends it there (bootstrapping from its `v_t`); an invalid step inside the window is
-    an identity step that still counts towards the n.
+    an identity step that still counts towards the n, so a window whose last steps are invalid
+    bootstraps from the `v_t` of its last valid step (an invalid step's own `v_t` is never read).
     """
     fn = "n_step_returns"
     if not isinstance(n, int) or n < 1:
@@ -211,10 +213,13 @@ def n_step_returns(
     flags = _boundaries(fn, r_t.shape, truncated_t, valid_t, r_t.dtype)
     lam, r, d = lam * flags.keep(), r_t, discount_t
     if flags.valid is not None:
-        # An invalid step becomes the identity: no reward, unit discount, full propagation.
+        # An invalid step becomes the identity: no reward, unit discount, full propagation, and
+        # as a window's end it stands for the last valid step before it (forward-filled v).
         r = flags.mask(r_t)
         d = jnp.where(flags.valid > 0, discount_t, 1.0)
         lam = jnp.where(flags.valid > 0, lam, 1.0)
+        last_valid = lax.cummax(jnp.where(flags.valid > 0, _time_index(r_t), 0) * jnp.ones_like(r_t, jnp.int32))
+        v_t = jnp.where(flags.valid > 0, v_t, jnp.take_along_axis(flags.mask(v_t), last_valid, axis=0))
     seq_len = r_t.shape[0]
     pad = [(0, n - 1)] + [(0, 0)] * (r_t.ndim - 1)
     r, d, lam, v = (jnp.pad(x, pad, mode="edge" if x is v_t else "constant") for x in (r, d, lam, v_t))

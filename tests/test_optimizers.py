@@ -624,6 +624,8 @@ def _matvec(v):
         (lambda: natural_gradient_direction(PARAMS, _kl_fn(PARAMS), PARAMS, 0.1, cg_max_iterations=2.5),
          "cg_max_iterations"),
         (lambda: natural_gradient(0.1, cg_damping=-1.0), "cg_damping"),
+        (lambda: natural_gradient(float("nan")), "max_kl"),
+        (lambda: conjugate_gradient(_matvec, jnp.ones(3), damping=float("nan")), "damping"),
         (lambda: natural_gradient(0.1).update(PARAMS, optax.EmptyState(), PARAMS), "kl_fn"),
         (lambda: natural_gradient_step(_loss_fn(PARAMS), _kl_fn(PARAMS), PARAMS, 0.1, kl_tolerance=0.5),
          "kl_tolerance"),

@@ -49,7 +49,7 @@ def np_n_step(r, d, v, n, lam, trunc, valid):
             if not va_[i]:
                 continue
             h = min(n, T - i)
-            acc = v_[i + h - 1]
+            acc = v_[max(k for k in range(i, i + h) if va_[k])]  # the window's last valid step
             for k in reversed(range(i, i + h)):
                 if not va_[k]:
                     continue
@@ -199,10 +199,30 @@ def test_n_step_returns_matches_numpy(use_jit, seq, n):
 
 @given(sequence())
 def test_n_step_with_long_window_equals_lambda_returns(seq):
-    r, d, v, lam, _, _ = seq
+    r, d, v, lam, trunc, valid = seq
     np.testing.assert_allclose(
         returns.n_step_returns(r, d, v, r.shape[0], lam), returns.lambda_returns(r, d, v, lam), rtol=RTOL, atol=ATOL
     )
+    np.testing.assert_allclose(
+        returns.n_step_returns(r, d, v, r.shape[0], lam, truncated_t=trunc, valid_t=valid),
+        returns.lambda_returns(r, d, v, lam, truncated_t=trunc, valid_t=valid), rtol=RTOL, atol=ATOL
+    )
+
+
+@jit_variants
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_n_step_never_reads_removed_steps(use_jit, n):
+    """Padding (valid=False) at the end or inside a window, filled with NaN: the windows bootstrap
+    from their last valid step's value and no NaN reaches any output."""
+    r = np.array([1.0, 5.0, 2.0, np.nan, np.nan], np.float32)
+    d = np.full(5, 0.9, np.float32)
+    v = np.array([10.0, 100.0, 20.0, np.nan, np.nan], np.float32)
+    valid = np.array([True, False, True, False, False])
+    r[1], v[1] = np.nan, np.nan
+    out = variant(returns.n_step_returns, use_jit, static_argnames="n")(r, d, v, n, valid_t=valid)
+    expected = np_n_step(np.nan_to_num(r), d, np.nan_to_num(v), n, 1.0, np.zeros(5, bool), valid)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    assert float(out[0]) == pytest.approx({1: 10.0, 2: 10.0, 3: 1 + 0.9 * (2 + 0.9 * 20)}[n])
 
 
 @jit_variants
