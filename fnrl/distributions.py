@@ -131,7 +131,8 @@ def _logits(fn: str, params: Any, name: str = "params", min_rank: int = 1) -> Ar
 def _categorical_sample(key: PRNGKey, params: ArrayLike) -> Array:
     fn = "categorical.sample"
     key, logits = _check_key(fn, key), _logits(fn, params)
-    return jax.random.categorical(key, logits, axis=-1)  # Gumbel-max, as TensorForce
+    # Gumbel-max, as TensorForce; int32 ids (as `mode`) even where jax_enable_x64 makes it int64.
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
 def _categorical_log_prob(params: ArrayLike, x: ArrayLike) -> Array:
@@ -229,9 +230,9 @@ def _bernoulli_log_prob(params: ArrayLike, x: ArrayLike) -> Array:
 
 def _bernoulli_entropy(params: ArrayLike) -> Array:
     logits = _logits("bernoulli.entropy", params, min_rank=0)
-    p = jax.nn.sigmoid(logits)
-    # -log p = softplus(-l) and -log(1 - p) = softplus(l): no log of a rounded probability.
-    return p * jax.nn.softplus(-logits) + (1.0 - p) * jax.nn.softplus(logits)
+    # -log p = softplus(-l), -log(1 - p) = softplus(l) and 1 - p = sigmoid(-l): nothing rounded
+    # to 0 or 1 for large |l| (1 - sigmoid(l) is 0 in float32 from l ≈ 17).
+    return jax.nn.sigmoid(logits) * jax.nn.softplus(-logits) + jax.nn.sigmoid(-logits) * jax.nn.softplus(logits)
 
 
 def _bernoulli_kl(params_p: ArrayLike, params_q: ArrayLike) -> Array:
@@ -239,9 +240,8 @@ def _bernoulli_kl(params_p: ArrayLike, params_q: ArrayLike) -> Array:
     lp = _logits(fn, params_p, "params_p", min_rank=0)
     lq = _logits(fn, params_q, "params_q", min_rank=0)
     check_same_shape(fn, params_p=lp, params_q=lq)
-    p = jax.nn.sigmoid(lp)
-    one = p * (jax.nn.softplus(-lq) - jax.nn.softplus(-lp))
-    zero = (1.0 - p) * (jax.nn.softplus(lq) - jax.nn.softplus(lp))
+    one = jax.nn.sigmoid(lp) * (jax.nn.softplus(-lq) - jax.nn.softplus(-lp))
+    zero = jax.nn.sigmoid(-lp) * (jax.nn.softplus(lq) - jax.nn.softplus(lp))
     return one + zero
 
 
@@ -555,10 +555,12 @@ def _beta_log_prob(params: BetaParams, x: ArrayLike, *, cfg: _BetaConfig) -> Arr
     alpha, beta = _beta_parts(fn, params)
     x = check_array("x", x, kind="float", shape=alpha.shape, fn=fn)
     low, high = _bounds_like(fn, cfg.low, cfg.high, x)
-    # Keep z inside (0, 1): samples rounded onto a bound keep a finite log-density and gradient.
-    eps = jnp.finfo(x.dtype).eps
-    z = jnp.clip((x - low) / (high - low), eps, 1.0 - eps)
-    log_pdf = (alpha - 1.0) * jnp.log(z) + (beta - 1.0) * jnp.log1p(-z) - special.betaln(alpha, beta)
+    # z and 1 − z each from its own bound (1 − z rounded near z = 1 would lose the tail), kept
+    # >= the smallest normal float: actions on a bound keep a finite log-density and gradient.
+    tiny = jnp.finfo(x.dtype).tiny
+    z = jnp.clip((x - low) / (high - low), tiny, 1.0)
+    one_minus_z = jnp.clip((high - x) / (high - low), tiny, 1.0)
+    log_pdf = (alpha - 1.0) * jnp.log(z) + (beta - 1.0) * jnp.log(one_minus_z) - special.betaln(alpha, beta)
     return jnp.sum(log_pdf - jnp.log(high - low), axis=-1)
 
 
@@ -610,8 +612,10 @@ def beta_distribution(low: ArrayLike = 0.0, high: ArrayLike = 1.0) -> Distributi
                           + (b_p - b_q) psi(b_p) + (a_q - a_p + b_q - b_p) psi(a_p + b_p)]
 
     (log-gamma based, psi = digamma; e.g. Johnson, Kotz & Balakrishnan 1995, ch. 25). `low`/`high`
-    are numbers or arrays broadcastable to the action. `log_prob` clips z to [eps, 1 - eps]
-    (machine eps), so actions on the bounds stay finite. Samples are reparameterized.
+    are numbers or arrays broadcastable to the action. `log_prob` takes z and 1 − z each from its
+    own bound and keeps them >= the smallest normal float, so actions on the bounds stay finite
+    and draws near a bound (likely when alpha or beta < 1) keep their exact density. Samples are
+    reparameterized.
 
     `mode` is the density's argmax: (alpha-1)/(alpha+beta-2) when alpha, beta > 1 (always so with
     `beta_params_from_outputs`), otherwise the end where the density peaks (low if alpha < beta,

@@ -183,6 +183,12 @@ def test_categorical_sample_frequencies():
         np.testing.assert_allclose(logp, np.log(p)[np.asarray(samples)], rtol=1e-5)
 
 
+def test_categorical_ids_are_int32_also_in_x64_mode():
+    with jax.enable_x64(True):
+        logits = jnp.zeros((2, 3))
+        assert CAT.sample(KEY, logits).dtype == jnp.int32 and CAT.mode(logits).dtype == jnp.int32
+
+
 def test_categorical_gradient_finite_at_extreme_logits():
     logits = jnp.array([[1e4, -1e4, 0.0]])
     g = jax.jit(jax.grad(lambda l: jnp.sum(CAT.log_prob(l, jnp.array([1])) + CAT.entropy(l)
@@ -226,6 +232,17 @@ def test_bernoulli_mode_tie_and_extremes():
                                            + BER.kl(l, -l))))(ext)
     assert np.all(np.isfinite(g))
     np.testing.assert_allclose(BER.log_prob(ext, jnp.array([False, True])), [-60.0, -60.0], rtol=1e-6)
+
+
+def test_bernoulli_entropy_and_kl_keep_precision_at_large_logits():
+    """1 − sigmoid(l) rounds to 0 in float32 from l ≈ 17; the tail terms must not."""
+    logits, other = np.array([17.0, 25.0, -17.0], np.float32), np.array([30.0, 20.0, -30.0], np.float32)
+    p = lambda v: 1.0 / (1.0 + math.exp(-float(v)))
+    for l, o, ent, kl in zip(logits, other, BER.entropy(jnp.asarray(logits)), BER.kl(jnp.asarray(logits), other)):
+        ref_ent = -(p(l) * np_log_sigmoid(l) + p(-l) * np_log_sigmoid(-l))
+        ref_kl = (p(l) * (np_log_sigmoid(l) - np_log_sigmoid(o))
+                  + p(-l) * (np_log_sigmoid(-l) - np_log_sigmoid(-o)))
+        assert float(ent) == pytest.approx(ref_ent, rel=1e-4) and float(kl) == pytest.approx(ref_kl, rel=1e-4)
 
 
 def test_bernoulli_sample_frequencies():
@@ -492,6 +509,17 @@ def test_beta_sampling_statistics():
     q_n = jax.tree.map(lambda v: jnp.broadcast_to(v, (n, 3)), q)
     diff = logp - np.asarray(BETA.log_prob(q_n, jnp.asarray(x, jnp.float32)), np.float64)
     assert abs(diff.mean() - float(BETA.kl(p, q))) < 5 * diff.std() / math.sqrt(n)
+
+
+def test_beta_log_prob_exact_near_the_bounds():
+    """Draws within machine eps of a bound (common when alpha or beta < 1) keep their density."""
+    unit = D.beta_distribution(0.0, 1.0)
+    params = bparams(jnp.array([[0.3, 2.0]]), jnp.array([[1.0, 0.4]]))
+    x = np.array([1e-9, np.nextafter(np.float32(1), np.float32(0))], np.float32)  # 1 − 6e-8
+    got = float(unit.log_prob(params, jnp.asarray(x[None]))[0])
+    z = x.astype(np.float64)
+    want = stats.beta.logpdf(z[0], 0.3, 1.0) + stats.beta.logpdf(z[1], 2.0, 0.4)
+    assert got == pytest.approx(want, rel=1e-5)
 
 
 def test_beta_gradients_finite_at_bounds_and_through_samples():
