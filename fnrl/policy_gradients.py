@@ -243,7 +243,9 @@ def clipped_value_loss(
     v_t, v_old_t, target_t = _zero_masked(w, v_t, v_old_t, target_t)
     v_old_t, target_t = jax.lax.stop_gradient((v_old_t, target_t))
     v_clip = v_old_t + jnp.clip(v_t - v_old_t, -epsilon, epsilon)
-    per_sample = jnp.maximum(jnp.square(v_t - target_t), jnp.square(v_clip - target_t))
+    unclipped, clipped = jnp.square(v_t - target_t), jnp.square(v_clip - target_t)
+    # A tie takes the unclipped branch whole (jnp.maximum would split the gradient between them).
+    per_sample = jnp.where(unclipped >= clipped, unclipped, clipped)
     return 0.5 * _masked_mean(per_sample, w)
 
 
@@ -284,8 +286,11 @@ def a2c_loss(
     """
     fn = "a2c_loss"
     log_prob_t = _float(fn, "log_prob_t", log_prob_t)
+    advantage_t = _float(fn, "advantage_t", advantage_t)
     v_t = _float(fn, "v_t", v_t)
-    check_same_shape(fn, log_prob_t=log_prob_t, v_t=v_t)
+    target_t = _float(fn, "target_t", target_t)
+    check_same_shape(fn, log_prob_t=log_prob_t, advantage_t=advantage_t, v_t=v_t, target_t=target_t)
+    _weights(fn, mask_t, log_prob_t)  # checked here, so an error names a2c_loss
     policy = policy_gradient_loss(log_prob_t, advantage_t, mask_t)
     value = value_loss(v_t, target_t, mask_t, loss=loss, delta=delta)
     if entropy_t is None:
@@ -299,8 +304,6 @@ def a2c_loss(
 
 
 def _ratio_bounds(fn: str, epsilon: Scalar, clip_range: str) -> tuple[Any, Any]:
-    if clip_range not in _CLIP_RANGES:
-        raise ValueError(f"{fn}: argument `clip_range` must be one of {_CLIP_RANGES}, got {clip_range!r}")
     check_static_range(fn, "epsilon", epsilon, low=0.0)
     if clip_range == "symmetric":
         return 1.0 - epsilon, 1.0 + epsilon
@@ -343,6 +346,8 @@ def ppo_clip_loss(
     old_log_prob_t = _float(fn, "old_log_prob_t", old_log_prob_t)
     advantage_t = _float(fn, "advantage_t", advantage_t)
     check_same_shape(fn, log_prob_t=log_prob_t, old_log_prob_t=old_log_prob_t, advantage_t=advantage_t)
+    if clip_range not in _CLIP_RANGES:
+        raise ValueError(f"{fn}: argument `clip_range` must be one of {_CLIP_RANGES}, got {clip_range!r}")
     bounds = None if epsilon is None else _ratio_bounds(fn, epsilon, clip_range)
     w = _weights(fn, mask_t, log_prob_t)
     log_prob_t, old_log_prob_t, advantage_t = _zero_masked(w, log_prob_t, old_log_prob_t, advantage_t)
@@ -352,7 +357,9 @@ def ppo_clip_loss(
     surrogate = ratio * advantage_t
     outside = jnp.zeros_like(ratio)
     if bounds is not None:
-        surrogate = jnp.minimum(surrogate, jnp.clip(ratio, *bounds) * advantage_t)
+        clipped = jnp.clip(ratio, *bounds) * advantage_t
+        # A tie takes the unclipped branch whole (jnp.minimum would split the gradient between them).
+        surrogate = jnp.where(surrogate <= clipped, surrogate, clipped)
         outside = ((ratio < bounds[0]) | (ratio > bounds[1])).astype(ratio.dtype)
     info = PPOClipInfo(
         clip_fraction=_masked_mean(outside, w),

@@ -354,6 +354,18 @@ def test_ppo_gradient_matches_finite_differences_inside_range():
     assert g[2] == 0 and g[0] != 0 and g[1] != 0  # only the third ratio is clipped (1.35 > 1.2)
 
 
+def test_zero_clip_radius_keeps_the_whole_gradient_at_the_old_policy():
+    """epsilon = 0 at ratio 1 (v = v_old): the two branches tie; the gradient is the unclipped
+    one, −A/N for the surrogate and (v − target)/N for the value loss, not a split of it."""
+    lp = np.float32([-1.0, -0.5, -2.0])
+    adv = np.float32([1.0, -2.0, 0.5])
+    g = jax.grad(lambda x: pg.ppo_clip_loss(x, lp, adv, 0.0)[0])(lp)
+    np.testing.assert_allclose(g, -adv / 3, rtol=1e-6)
+    v, target = np.float32([0.5, 1.0, -1.0]), np.float32([1.0, 0.0, 2.0])
+    g = jax.grad(lambda x: pg.clipped_value_loss(x, v, target, 0.0))(v)
+    np.testing.assert_allclose(g, (v - target) / 3, rtol=1e-6)
+
+
 @given(data=st.data(), clipping=st.sampled_from([None, 1.0]))
 def test_dpg_gradient_is_minus_dqda(data, clipping):
     shape, (a, dqda), _ = draw_case(data, n=2)
@@ -535,11 +547,14 @@ BAD_CALLS = [
     (lambda: pg.a2c_loss(F, F, G, F, F, 0.5, 0.01), "v_t"),
     (lambda: pg.a2c_loss(F, F, F, F, G, 0.5, 0.01), "entropy_t"),
     (lambda: pg.a2c_loss(F, F, F, F, I, 0.5, 0.01), "entropy_t"),
-    (lambda: pg.a2c_loss(F, G, F, F, F, 0.5, 0.01), "advantage_t"),
+    (lambda: pg.a2c_loss(F, G, F, F, F, 0.5, 0.01), "a2c_loss: .*advantage_t"),
+    (lambda: pg.a2c_loss(F, F, F, G, F, 0.5, 0.01), "a2c_loss: .*target_t"),
+    (lambda: pg.a2c_loss(F, F, F, F, F, 0.5, 0.01, np.ones((2, 3), bool)), "a2c_loss: .*mask_t"),
     (lambda: pg.ppo_clip_loss(F, I, F, 0.2), "old_log_prob_t"),
     (lambda: pg.ppo_clip_loss(F, F, G, 0.2), "advantage_t"),
     (lambda: pg.ppo_clip_loss(F, F, F, -0.1), "epsilon"),
     (lambda: pg.ppo_clip_loss(F, F, F, 0.2, clip_range="asym"), "clip_range"),
+    (lambda: pg.ppo_clip_loss(F, F, F, None, clip_range="asym"), "clip_range"),
     (lambda: pg.dpg_loss(np.float32(1.0), np.float32(1.0)), "a_t"),
     (lambda: pg.dpg_loss(F, G), "dqda_t"),
     (lambda: pg.dpg_loss(F, I), "dqda_t"),
