@@ -503,9 +503,10 @@ def greedy_returns(trainer: Trainer, env, params, episodes: int, seed: int) -> f
         action, memory = act(params, sub, timestep.observation, memory, first)
         state, timestep = step(state, action)
         first = ~np.asarray(timestep.valid)
-        ended = np.asarray(timestep.done & timestep.valid)
+        stats = episode_stats(state)  # closes episodes at game over under Atari's episodic life
+        ended = np.asarray(timestep.valid) & (np.asarray(stats.episode_length) == 0)
         if ended.any():
-            finished.extend(np.asarray(episode_stats(state).last_return)[ended].tolist())
+            finished.extend(np.asarray(stats.last_return)[ended].tolist())
     return float(np.mean(finished[:episodes]))
 
 

@@ -187,9 +187,13 @@ def minimizer(value: str | dict, learning_rate: float | optax.Schedule, max_grad
 
 def episode_metrics(trajectory: Trajectory) -> dict:
     """Sums and count of the episodes that finished in `trajectory` (the contract's metrics),
-    from the `fnrl.envs.wrappers.episode_stats` recorded as its `env_info`."""
-    finished = (trajectory.terminated | trajectory.truncated) & trajectory.valid
+    from the `fnrl.envs.wrappers.episode_stats` recorded as its `env_info`.
+
+    An episode is over where the statistics closed one (a valid step that left the running
+    length at 0), not wherever the trajectory says done: with Atari's episodic life a life loss
+    is `terminated` for learning while the statistics run on to game over."""
     stats = trajectory.env_info
+    finished = trajectory.valid & (stats.episode_length == 0)
     return {
         "episode_return_sum": jnp.sum(jnp.where(finished, stats.last_return, 0.0)).astype(jnp.float32),
         "episode_length_sum": jnp.sum(jnp.where(finished, stats.last_length, 0)).astype(jnp.float32),

@@ -61,6 +61,25 @@ def test_host_updates_count_the_pools_episodes(module, config):
     env_state.close()
 
 
+def test_episodes_are_games_under_atari_episodic_life():
+    """With episodic life a life loss is `terminated` for learning, but an episode (the metrics'
+    count and return) is a whole game: the count must be the pool's finished games."""
+    config = baselines.RandomConfig(num_envs=2, num_steps=128, total_steps=1024)
+    pool = fnrl.envs.make("Breakout-v5", backend="envpool", num_envs=2, episodic_life=True)
+    trainer = baselines.make_trainer(config, pool)
+    run = host.host_run(trainer, pool, 1)
+    states, env_state = run.init(jax.random.PRNGKey(0))
+    count = returns = 0.0
+    for update in range(trainer.num_updates):
+        states, env_state, metrics = run.update(states, env_state, jax.random.PRNGKey(update))
+        count += float(np.sum(metrics["episode_count"]))
+        returns += float(np.sum(metrics["episode_return_sum"]))
+    games = int(np.sum(episode_stats(env_state).num_episodes))
+    assert games >= 2 and count == games  # each random game loses 5 lives: 5x as many `terminated`
+    assert returns >= 0.5 * games  # a random Breakout game scores ~1 point; no stale zeros counted
+    env_state.close()
+
+
 def test_ppo_learns_cartpole_on_envpool_through_the_cli(tmp_path):
     out = tmp_path / "run"
     code = cli.main(["train", "ppo", "--env", "CartPole-v1", "--backend", "envpool", "--steps", "61440",
