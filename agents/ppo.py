@@ -14,7 +14,8 @@ per-minibatch advantage normalization.
 
 Episode boundaries follow `fnrl.types.TimeStep`: a truncated step bootstraps from the critic's
 value of its final observation (the observation recorded at the next, invalid tick), and the
-invalid reset steps are masked out of every loss and statistic.
+invalid reset steps are masked out of every loss and of the observation statistics (the reward
+normaliser's return statistics do count them, as R = 0: see `_normalize_rewards`).
 
 The policy over the env's action spec (any mix of int, bool, float and bounded parts) is
 `agents.policy`'s; observations of any pytree are flattened into one feature vector.
@@ -266,7 +267,7 @@ def _update_obs_stats(agent: _Agent, obs_stats: PyTree, trajectory: Trajectory) 
     if not isinstance(obs_stats, preprocessing.RunningStats):
         return obs_stats
     features = policy.features(agent.spaces, trajectory.observation)
-    return fnrl.running_stats_update(obs_stats, features, axis=(0, 1))
+    return fnrl.running_stats_update(obs_stats, features, axis=(0, 1), where=trajectory.valid)
 
 
 # --------------------------------------------------------------------------------------------

@@ -243,7 +243,7 @@ def _reduce_axes(fn: str, axis: int | Sequence[int], ndim: int) -> tuple[int, ..
 
 
 def running_stats_update(stats: RunningStats, x: ArrayLike, axis: int | Sequence[int] = 0, *,
-                         axis_name: Any = None) -> RunningStats:
+                         where: ArrayLike | None = None, axis_name: Any = None) -> RunningStats:
     """Adds the samples of `x` (reduced over `axis`) to the running statistics.
 
     The batch moments are taken relative to the current mean (the shifted-data algorithm, Chan et
@@ -257,6 +257,9 @@ def running_stats_update(stats: RunningStats, x: ArrayLike, axis: int | Sequence
       stats: the statistics so far.
       x: samples; reducing `x` over `axis` must leave `stats.mean.shape`.
       axis: the sample axes of `x`.
+      where: optional bool mask over the sample axes (their sizes in increasing axis order): only
+        the samples where it is True count, e.g. a rollout's valid ticks. The others may hold
+        anything, NaN included; a batch with none selected leaves `stats` unchanged.
       axis_name: optional named axis (pmap / shard_map / vmap) to merge the batch across.
     """
     fn = "running_stats_update"
@@ -270,15 +273,31 @@ def running_stats_update(stats: RunningStats, x: ArrayLike, axis: int | Sequence
                          f"{kept}, but `stats` has shape {stats.mean.shape}")
     x = x.astype(stats.mean.dtype)
     old_mean = _expand(stats.mean, axes)
-    # Shift by the running mean, or by a first sample while nothing has been seen (then a
-    # constant batch gives exactly mean = x, m2 = 0 instead of rounding noise).
-    first = x[tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))]
+    if where is None:
+        selected = None
+        count_b = jnp.asarray(math.prod(x.shape[a] for a in axes), stats.count.dtype)
+        # Shift by the running mean, or by a first sample while nothing has been seen (then a
+        # constant batch gives exactly mean = x, m2 = 0 instead of rounding noise).
+        first = x[tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))]
+    else:
+        sample_shape = tuple(x.shape[a] for a in axes)
+        mask = check_array("where", where, kind="bool_or_numeric", shape=sample_shape, fn=fn).astype(bool)
+        selected = jnp.expand_dims(mask, tuple(i for i in range(x.ndim) if i not in axes))
+        count_b = jnp.sum(mask).astype(stats.count.dtype)
+        samples = jnp.moveaxis(x, axes, tuple(range(len(axes)))).reshape((-1,) + kept)
+        first = _expand(samples[jnp.argmax(mask.ravel())], axes)  # the first selected sample
     shift = jnp.where(stats.count > 0, old_mean, first)
-    shifted = x - shift
-    shifted_mean = jnp.mean(shifted, axis=axes, keepdims=True)
-    m2_b = jnp.sum(jnp.square(shifted - shifted_mean), axis=axes)
+    if selected is None:
+        shifted = x - shift
+        shifted_mean = jnp.mean(shifted, axis=axes, keepdims=True)
+        m2_b = jnp.sum(jnp.square(shifted - shifted_mean), axis=axes)
+    else:  # unselected samples are selected away (not multiplied by 0), so NaN there stays out
+        shifted = jnp.where(selected, x - shift, 0.0)
+        shifted_mean = jnp.sum(shifted, axis=axes, keepdims=True) / jnp.maximum(count_b, 1).astype(x.dtype)
+        m2_b = jnp.sum(jnp.where(selected, jnp.square(shifted - shifted_mean), 0.0), axis=axes)
     delta = jnp.squeeze((shift - old_mean) + shifted_mean, axis=axes)
-    count_b = jnp.asarray(math.prod(x.shape[a] for a in axes), stats.count.dtype)
+    if selected is not None:  # an empty batch: any delta is harmless in exact arithmetic, not if NaN
+        delta = jnp.where(count_b > 0, delta, 0.0)
     batch = RunningStats(count_b, delta, m2_b)  # the batch's mean is relative to stats.mean
     if axis_name is not None:
         batch = running_stats_all_reduce(batch, axis_name)

@@ -133,6 +133,22 @@ def test_running_stats_pooled_axes():
     assert_stats(stats, 24, x.mean(axis=(0, 2)), x.var(axis=(0, 2)))
 
 
+@jit_variants
+@given(x=floats((6, 3, 4), -50, 50), prior=floats((2, 3), -5, 5), seed=st.integers(0, 2**16))
+def test_running_stats_update_where_counts_only_the_selected_samples(use_jit, x, prior, seed):
+    mask = np.random.default_rng(seed).random((6, 4)) < 0.6
+    x = np.where(mask[:, None, :], x, np.nan).astype(np.float32)  # unselected samples are NaN
+    update = variant(lambda s, x, m: P.running_stats_update(s, x, axis=(0, 2), where=m), use_jit)
+    for start, seen in ((P.running_stats_init((3,)), np.zeros((0, 3))), (stats_of(prior), prior)):
+        stats = update(start, x, mask)
+        picked = np.moveaxis(x, 1, 2)[mask]  # [selected, 3]
+        assert_stats(stats, *np_stats(np.concatenate([seen, picked])), rtol=1e-4, atol=1e-3)
+    unchanged = update(stats_of(prior), x, np.zeros((6, 4), bool))
+    assert_stats(unchanged, *np_stats(prior))
+    with pytest.raises(ValueError, match="`where`"):
+        P.running_stats_update(P.running_stats_init((3,)), x, axis=(0, 2), where=mask.T)
+
+
 def test_running_stats_errors_name_the_argument():
     stats = P.running_stats_init((3,))
     with pytest.raises(ValueError, match="`x`"):
