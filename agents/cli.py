@@ -287,6 +287,14 @@ class _Backend:
             return jax.device_put(states, fnrl.batch_sharding(self.seeds))
         return states
 
+    def resumed(self, fresh, saved):
+        """The states a resume continues from: the checkpoint's. The host loop plays fresh
+        episodes on a new pool, so there the rollout carry (observation, episode starts, memory)
+        is the new pool's `fresh` one and only its key comes from the checkpoint."""
+        if self.run is None:
+            return self.place(saved)
+        return saved._replace(rollout=fresh.rollout._replace(key=saved.rollout.key))
+
     def _placed(self, shapes):
         """`place` for shapes (`jax.ShapeDtypeStruct`s), to lower a chunk before states exist."""
         if self.seeds > 1:
@@ -382,7 +390,7 @@ def train(args) -> int:
     ckpt_dir = out / "checkpoint"
     if args.resume and checkpoint.latest(ckpt_dir):
         saved = checkpoint.restore(checkpoint.latest(ckpt_dir), like={"state": states, "updates_done": 0})
-        states, done = backend.place(saved["state"]), int(saved["updates_done"])
+        states, done = backend.resumed(states, saved["state"]), int(saved["updates_done"])
         kept = [r for r in read_metrics(out / "metrics.csv") if int(r["update"]) < done]
         (out / "metrics.csv").unlink(missing_ok=True)
         if kept:

@@ -250,16 +250,18 @@ def learn(agent: _Agent, state: PPOState, trajectory: Trajectory, bootstrap: Arr
 def _normalize_rewards(agent: _Agent, reward_norm: PyTree, trajectory: Trajectory) -> tuple[PyTree, Trajectory]:
     """Rewards scaled by the running std of the discounted return (`fnrl.preprocessing.
     reward_normalize`), clipped to ±10 as baselines' VecNormalize; the return restarts after a
-    done step. Caveat: the invalid reset steps add R = 0 samples to the return statistics."""
+    done step and at an episode's first tick (a no-op in a run, but a resumed host loop's fresh
+    episodes do not inherit the checkpoint's return). Caveat: the invalid reset steps add R = 0
+    samples to the return statistics."""
     pp = agent.reward_normalizer
 
     def step(norm_state, xs):
-        reward, done = xs
-        norm_state, scaled = pp.apply(norm_state, reward)
+        reward, first, done = xs
+        norm_state, scaled = pp.apply(pp.reset(norm_state, first), reward)
         return pp.reset(norm_state, done), jnp.clip(scaled, -_REWARD_CLIP, _REWARD_CLIP)
 
     done = trajectory.terminated | trajectory.truncated
-    reward_norm, rewards = lax.scan(step, reward_norm, (trajectory.reward, done))
+    reward_norm, rewards = lax.scan(step, reward_norm, (trajectory.reward, trajectory.first, done))
     return reward_norm, trajectory._replace(reward=rewards)
 
 

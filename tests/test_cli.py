@@ -77,6 +77,29 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch
     assert [int(r["update"]) for r in rows[::2]] == list(range(20))
 
 
+def _tree_equal(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_envpool_resume_plays_the_new_pools_episodes():
+    """A host-loop resume restores the learner but plays fresh episodes: its first tick must act
+    on the new pool's reset observation, as an episode start, not on the checkpoint's carry."""
+    config = {"num_envs": 2, "num_steps": 8, "num_minibatches": 1, "total_steps": 64, "memory": "gru"}
+    _, trainer, host_run = cli.make_run("ppo", "CartPole-v1", "envpool", 1, config)
+    first = cli._Backend(trainer, host_run, 0, 1)
+    saved, _ = first.advance(first.init(1), 0, 3)
+    again = cli._Backend(trainer, host_run, 0, 1)
+    fresh = again.init(1)
+    resumed = again.resumed(fresh, saved)
+    assert _tree_equal(resumed.params, saved.params) and resumed.update_count.tolist() == [3]
+    np.testing.assert_array_equal(resumed.rollout.key, saved.rollout.key)
+    assert _tree_equal(resumed.rollout.timestep, fresh.rollout.timestep)
+    assert _tree_equal(resumed.rollout.memory, fresh.rollout.memory) and np.all(resumed.rollout.first)
+    assert not _tree_equal(saved.rollout.timestep.observation, fresh.rollout.timestep.observation)
+    first.env_state.close()
+    again.env_state.close()
+
+
 def test_resume_on_another_device_count_warns(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["train", "dummy", "--env", "CartPole-v1", "--steps", "64", "--seeds", "2", "--out", str(out)]) == 0
