@@ -118,6 +118,11 @@ class VPGConfig:
         check_choice("VPGConfig", "baseline_mode", self.baseline_mode, BASELINE_MODES)
         check_choice("VPGConfig", "baseline_network", self.baseline_network, BASELINE_NETWORKS)
         check_optimizer("VPGConfig", "baseline_optimizer", self.baseline_optimizer, allow_none=True)
+        if self.baseline_mode is not None and self.baseline_optimizer is None and _uses_kl(self.optimizer):
+            raise ValueError("VPGConfig: a natural-gradient `optimizer` cannot also train the baseline "
+                             "(baseline_optimizer=None): the policy's KL does not bound the baseline's "
+                             "step, so its trust region would not hold it; give the baseline its own "
+                             "`baseline_optimizer`")
         check_choice("VPGConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
         if self.gae_lambda is not None:
             check_ranges("VPGConfig", self, (("gae_lambda", 0, 1),))
@@ -469,6 +474,13 @@ def _check_state_baselines(config: VPGConfig, state_names: tuple[str, ...], obs_
         if config.state_baselines[name]["type"] == "cnn" and len(spec.shape) != 3:
             raise ValueError(f"vpg.make_trainer: config.state_baselines[{name!r}] is a cnn baseline, which needs "
                              f"an image state of shape (H, W, C), got {spec}")
+
+
+def _uses_kl(spec: Any) -> bool:
+    """An optimizer spec with a `natural_gradient` anywhere in it (it needs the policy's KL)."""
+    if not isinstance(spec, dict):
+        return False
+    return spec.get("type") == "natural_gradient" or any(_uses_kl(v) for v in spec.values())
 
 
 def make_agent(config: VPGConfig, env: Env) -> _Agent:

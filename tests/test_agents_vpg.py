@@ -284,6 +284,8 @@ def test_network_baseline_trains_the_torso_only_without_its_own_optimizer(baseli
     (dict(baseline_mode="network", baseline_network="cnn"), "baseline_network"),
     (dict(baseline_optimizer="lbfgs"), "baseline_optimizer"),
     (dict(baseline_optimizer_steps=0), "baseline_optimizer_steps"),
+    (dict(baseline_optimizer=None, optimizer={"type": "optimized_step", "optimizer": {
+        "type": "natural_gradient", "learning_rate": 0.01}}), "natural-gradient `optimizer`.*baseline_optimizer"),
     (dict(variable_noise=-1.0), "variable_noise"),
     (dict(baseline_network="aggregated"), "state_baselines"),
     (dict(state_baselines={"state": {"type": "mlp"}}), "state_baselines"),
