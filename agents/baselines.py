@@ -80,7 +80,8 @@ def random_part(spec: Spec, key: PRNGKey, batch: tuple[int, ...]) -> Array:
     if kind == "bool":
         return jax.random.uniform(key, shape) < 0.5
     if kind == "int":
-        return jax.random.randint(key, shape, 0, spec.num_values).astype(spec.dtype)
+        first = 0 if spec.minimum is None else jnp.asarray(spec.minimum, jnp.int32)
+        return (first + jax.random.randint(key, shape, 0, spec.num_values)).astype(spec.dtype)
     if kind == "bounded":
         low, high = (jnp.broadcast_to(jnp.asarray(b, jnp.float32), shape) for b in (spec.minimum, spec.maximum))
         return jax.random.uniform(key, shape, minval=low, maxval=high).astype(spec.dtype)
@@ -96,7 +97,8 @@ def constant_part(spec: Spec, value: float, batch: tuple[int, ...]) -> Array:
 def _check_constant(spec: Spec, value: float) -> None:
     """`value` is a valid action of the part: an index of an int part, inside a bounded one."""
     if spec.kind == "int":
-        valid = value == int(value) and 0 <= value < spec.num_values
+        first = np.asarray(0 if spec.minimum is None else spec.minimum)
+        valid = value == int(value) and bool(np.all((first <= value) & (value < first + spec.num_values)))
     elif spec.kind == "bounded":
         valid = bool(np.all((np.asarray(spec.minimum) <= value) & (value <= np.asarray(spec.maximum))))
     else:

@@ -55,7 +55,8 @@ _OBS_EPS, _OBS_CLIP = 1e-8, 10.0
 
 class Part(NamedTuple):
     """One action leaf: its spec, distribution family and size n = prod(shape). The network and
-    distribution see it flattened to `[..., n]` (categorical logits `[..., n, num_values]`)."""
+    distribution see it flattened to `[..., n]` (categorical logits `[..., n, num_values]`, class
+    k standing for the env's action `minimum + k` when the int spec has a `minimum`)."""
 
     spec: Spec
     family: str  # "categorical", "bernoulli", "gaussian" or "beta"
@@ -63,6 +64,7 @@ class Part(NamedTuple):
     size: int
     low: Any  # float32 [n] bounds to clip env actions to (clipped gaussian), else None
     high: Any
+    first_id: Any = None  # int32 [n] the env's id of class 0 (an int spec's `minimum`), else None
 
 
 class Spaces(NamedTuple):
@@ -96,7 +98,10 @@ def _part(owner: str, spec: Spec, bounded_actions: str) -> Part:
             return Part(spec, "gaussian", fnrl.diag_gaussian(), size, low, high)
         return Part(spec, "beta", fnrl.default_distribution("float", low, high), size, None, None)
     family = {"int": "categorical", "bool": "bernoulli", "float": "gaussian"}[kind]
-    return Part(spec, family, fnrl.default_distribution(kind), size, None, None)
+    first_id = None
+    if kind == "int" and spec.minimum is not None and np.any(np.asarray(spec.minimum) != 0):
+        first_id = np.broadcast_to(np.asarray(spec.minimum, np.int32), spec.shape).reshape(-1)
+    return Part(spec, family, fnrl.default_distribution(kind), size, None, None, first_id)
 
 
 def spaces(owner: str, env_spec: EnvSpec, bounded_actions: str) -> Spaces:
@@ -327,10 +332,16 @@ def _flat_action(part: Part, action: Array) -> Array:
     """An env-shaped action `[*batch, *shape]` as the distribution's `[*batch, n]`."""
     batch = action.shape[: action.ndim - len(part.spec.shape)]
     flat = action.reshape(batch + (part.size,))
-    return flat.astype(jnp.int32) if part.family == "categorical" else flat
+    if part.family != "categorical":
+        return flat
+    return flat.astype(jnp.int32) if part.first_id is None else flat.astype(jnp.int32) - part.first_id
 
 
 def _env_shaped(part: Part, flat: Array) -> Array:
+    """A distribution's `[*batch, n]` as the env's action `[*batch, *shape]` (class k of an int
+    part with a `minimum` is the env's id minimum + k)."""
+    if part.first_id is not None:
+        flat = flat + part.first_id
     return flat.reshape(flat.shape[:-1] + part.spec.shape).astype(part.spec.dtype)
 
 

@@ -87,6 +87,18 @@ def test_random_actions_follow_tensorforce_distributions(greedy):
     np.testing.assert_allclose(action["u"].std(0), (high - low) / np.sqrt(12), rtol=0.05)
 
 
+def test_int_actions_start_at_the_specs_minimum():
+    """An int part with `minimum` (gymnasium's Discrete(n, start)) has the ids minimum .. minimum + n − 1."""
+    spec = {"i": Spec((2,), jnp.int32, num_values=3, minimum=-1, maximum=1)}
+    trainer = baselines.make_trainer(baselines.RandomConfig(num_envs=4), _spec_env(spec))
+    action = np.asarray(trainer.act((), jax.random.PRNGKey(0), jnp.zeros((6000, 3)), False)["i"])
+    np.testing.assert_allclose(np.bincount(action.ravel() + 1, minlength=3) / action.size, 1 / 3, atol=0.02)
+    constant = baselines.make_trainer(baselines.ConstantConfig(num_envs=4, action_value=-1.0), _spec_env(spec))
+    np.testing.assert_array_equal(constant.act((), jax.random.PRNGKey(0), jnp.zeros((2, 3)), False)["i"], -1)
+    with pytest.raises(ValueError, match="action_value"):
+        baselines.make_trainer(baselines.ConstantConfig(num_envs=4, action_value=2.0), _spec_env(spec))
+
+
 def test_constant_agent_passes_minimal_test_float():
     """R4: action_values={'action': 1.0} earns reward 1 every step (y jumps to 1 and stays)."""
     config = baselines.ConstantConfig(num_envs=4, num_steps=64, total_steps=4 * 64 * 4, action_value=1.0)

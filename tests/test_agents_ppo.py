@@ -238,3 +238,23 @@ def test_config_is_json_serialisable():
     config = ppo.PPOConfig()
     loaded = json.loads(json.dumps(dataclasses.asdict(config)))
     assert ppo.PPOConfig(**loaded) == config
+
+
+def test_policy_int_parts_with_a_minimum_use_the_envs_ids():
+    """Class k of an int part whose spec has `minimum` m is the env's action m + k, both ways."""
+    from fnrl.types import EnvSpec, Spec
+
+    action_spec = {"i": Spec((2,), jnp.int32, num_values=3, minimum=-1, maximum=1),
+                   "j": Spec((), jnp.int32, num_values=4)}
+    spaces = policy.spaces("test", EnvSpec(Spec((3,), jnp.float32), action_spec), "beta")
+    logits = [jax.random.normal(jax.random.PRNGKey(1), (500, 2, 3)),
+              jax.random.normal(jax.random.PRNGKey(2), (500, 1, 4))]
+    action = policy.sample(spaces, jax.random.PRNGKey(0), logits)
+    assert set(np.unique(action["i"])) == {-1, 0, 1} and set(np.unique(action["j"])) == {0, 1, 2, 3}
+    log_p = jax.nn.log_softmax(logits[0])
+    expected = (np.take_along_axis(np.asarray(log_p), np.asarray(action["i"])[..., None] + 1, -1)[..., 0].sum(-1)
+                + np.take_along_axis(np.asarray(jax.nn.log_softmax(logits[1]))[:, 0], np.asarray(action["j"])[:, None],
+                                    -1)[:, 0])
+    np.testing.assert_allclose(policy.log_prob(spaces, logits, action), expected, rtol=1e-5)
+    greedy = policy.sample(spaces, jax.random.PRNGKey(0), logits, greedy=True)
+    np.testing.assert_array_equal(greedy["i"], np.argmax(np.asarray(logits[0]), -1) - 1)
