@@ -722,6 +722,9 @@ def natural_gradient_step(
     fn = "natural_gradient_step"
     params = _check_float_tree(fn, "params", params)
     _check_scalar_fn(fn, "loss_fn", loss_fn, params)
+    _check_scalar_fn(fn, "kl_fn", kl_fn, params)
+    _check_scalar(fn, "max_kl", max_kl, 0.0, strict=True)
+    _check_cg_args(fn, cg_max_iterations, cg_damping, cg_residual_tol)
     _check_line_search_args(fn, "ls_", ls_max_iterations, ls_accept_ratio, ls_mode, ls_parameter)
     if kl_tolerance is not None:
         _check_scalar(fn, "kl_tolerance", kl_tolerance, 1.0)
@@ -871,7 +874,10 @@ def es_step(
     Returns:
       `(new_params, ESInfo)`.
     """
-    _check_scalar("es_step", "learning_rate", learning_rate, 0.0)
+    fn = "es_step"
+    _check_scalar(fn, "learning_rate", learning_rate, 0.0)
+    _check_int(fn, "num_samples", num_samples, 1)
+    _check_scalar(fn, "noise_std", noise_std, 0.0, strict=True)
     grad, info = es_gradient(
         key, fitness_fn, params, num_samples=num_samples, noise_std=noise_std,
         fitness_shaping=fitness_shaping, has_aux=has_aux,

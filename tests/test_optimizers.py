@@ -631,6 +631,12 @@ def _matvec(v):
          "kl_tolerance"),
         (lambda: natural_gradient_step(_loss_fn(PARAMS), _kl_fn(PARAMS), PARAMS, 0.1, ls_mode="x"),
          "ls_mode"),
+        (lambda: natural_gradient_step(_loss_fn(PARAMS), _kl_fn(PARAMS), PARAMS, 0.0),
+         "natural_gradient_step: .*max_kl"),
+        (lambda: natural_gradient_step(_loss_fn(PARAMS), lambda p: p["w"], PARAMS, 0.1),
+         "natural_gradient_step: .*kl_fn"),
+        (lambda: es_step(jax.random.PRNGKey(0), _quad_fitness, {"theta": jnp.ones(4)}, learning_rate=0.1,
+                         num_samples=0, noise_std=0.1), "es_step: .*num_samples"),
         (lambda: centered_ranks(jnp.ones(1)), "x"),
         (lambda: es_gradient(jax.random.PRNGKey(0), _quad_fitness, {"theta": jnp.ones(4)}, num_samples=0,
                              noise_std=0.1), "num_samples"),
@@ -652,5 +658,5 @@ def _matvec(v):
     ],
 )
 def test_errors_name_the_argument(call, name):
-    with pytest.raises(ValueError, match=f"`{name}"):
+    with pytest.raises(ValueError, match=name if ":" in name else f"`{name}"):
         call()
