@@ -493,9 +493,10 @@ class _AgentNetCell(hk.RNNCore):
         self.grad_clipping = _check_bound(fn, "grad_clipping", grad_clipping, allow_off=True)
 
     def initial_state(self, batch_size: int | None) -> Any:
-        """Zeros `[batch_size, num_units]` (`[num_units]` when batch_size is None)."""
+        """Zeros `[batch_size, num_units]` (`[num_units]` when batch_size is None) in JAX's default
+        float (float64 under jax_enable_x64, as the steps' outputs on float64 inputs)."""
         shape = (self.num_units,) if batch_size is None else (batch_size, self.num_units)
-        return jnp.zeros(shape, jnp.float32)
+        return jnp.zeros(shape)
 
 
 class RNNCell(_AgentNetCell):
@@ -930,7 +931,10 @@ def _activation(fn: str, name: str, value: Activation | str) -> Activation:
 
 def _tf_constant_init(where: str, name: str, value: Any, shape: tuple[int, ...]) -> Initializer:
     """A fixed initial value (TensorForce `weights=`/`bias=` as a number or an array)."""
-    arr = np.asarray(value, np.float32)
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        _fail(where, f"argument `{name}` must be a number or an array of numbers, got {value!r}")
+    arr = arr.astype(np.float32)
     if arr.ndim and arr.shape != shape:
         _fail(where, f"argument `{name}` must have shape {shape}, got {arr.shape}")
     return hk.initializers.Constant(jnp.broadcast_to(arr, shape))
@@ -957,7 +961,7 @@ class _TFLayer(hk.Module):
 
 class _TFLinear(_TFLayer):
     """TensorForce `linear`: x W + b, W ~ N(0, min(0.1, sqrt(2 / (in + size)))^2) unless `weights`
-    fixes it; `bias` True (zeros), False (none), or a fixed value."""
+    fixes it; `bias` True (zeros), False or None (none), or a fixed value."""
 
     def __init__(self, where: str, size: int | None = None, weights: Any = None, bias: Any = True,
                  l2_regularization: float = 0.0, l1_regularization: float = 0.0, name: str | None = None):
@@ -973,7 +977,7 @@ class _TFLinear(_TFLayer):
                   if self.weights is None else
                   _tf_constant_init(self.where, "weights", self.weights, (fan_in, size)))
         y = x @ hk.get_parameter("W", [fan_in, size], x.dtype, init=w_init)
-        if self.bias is False:
+        if self.bias is False or self.bias is None:
             return y
         b_init = _ZEROS if self.bias is True else _tf_constant_init(self.where, "bias", self.bias, (size,))
         return y + hk.get_parameter("b", [size], x.dtype, init=b_init)

@@ -245,6 +245,17 @@ def test_lstm_unrolls_as_rnn_core_like_a_numpy_loop():
     close(final.cell, c)
 
 
+@pytest.mark.parametrize("cell", [nw.LSTMCell, nw.GRUCell, nw.RNNCell])
+def test_cells_unroll_on_float64_inputs_in_x64_mode(cell):
+    """The zero state has JAX's default float, so a scan over float64 inputs keeps its carry type."""
+    with jax.enable_x64(True):
+        unrolled = hk.without_apply_rng(hk.transform(
+            lambda xs: hk.dynamic_unroll(cell(U), xs, cell(U).initial_state(B))))
+        xs = jnp.ones((3, B, F0))
+        outs, _ = unrolled.apply(unrolled.init(KEY, xs), xs)
+        assert outs.dtype == jnp.float64 and outs.shape == (3, B, U)
+
+
 def _per_gate_bias(x, state):
     inits = [hk.initializers.Constant(float(v)) for v in (1, 2, 3, 4)]
     return nw.LSTMCell(U, b_init=inits, peephole_init=[BIG, BIG, BIG])(x, state)
@@ -524,6 +535,9 @@ def test_dense_linear_nonlinearity_defaults_and_regularization():
     y, reg = jax.jit(net.apply)(params, None, x)
     dense, linear = (np_params(params)[f"layered_network/~/{k}"] for k in ("dense_0/~/linear", "linear_1"))
     assert set(linear) == {"W"}  # bias=False
+    for no_bias in (False, None):  # TensorForce: a bias only if True or a value
+        params = _spec_net([dict(type="linear", size=3, bias=no_bias)]).init(KEY, x)
+        assert [set(p) for p in params.values()] == [{"W"}]
     expected = np.maximum(np.tanh(x @ dense["W"] + dense["b"]) @ linear["W"], 0.0)  # tanh, relu defaults
     close(y, expected)
     weights = [dense["W"], dense["b"]]
@@ -682,6 +696,7 @@ def _init_error(fn, *args):
     ([dict(type="pool2d", pooling_type="min")], r"argument `pooling_type`"),
     ([dict(type="dropout", rate=1.5)], r"argument `rate`"),
     ([dict(size=3)], r"layers_spec\[0\]` must be a dict with a 'type' key"),
+    ([dict(type="linear", size=3, bias="zeros")], r"argument `bias` must be a number"),
     ({"type": "dense"}, r"argument `layers_spec` must be a non-empty list"),
 ])
 def test_bad_specs_name_the_argument(spec, match):
