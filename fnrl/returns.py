@@ -102,6 +102,10 @@ def _backward_recursion(base: Array, coef: Array, valid: Array | None = None) ->
         new = b + c * acc
         return jnp.where(v > 0, new, acc), jnp.where(v > 0, new, 0.0)
 
+    # Removed steps' inputs are zeroed first: their `b + c·acc` is still computed (then not
+    # selected), and a NaN there would turn the zero cotangent into NaN gradients for valid steps.
+    base = jnp.where(valid > 0, base, 0.0)
+    coef = jnp.where(valid > 0, coef, 0.0)
     _, out = lax.scan(masked_step, jnp.zeros_like(base[0]), (base, coef, valid), reverse=True)
     return out
 
@@ -443,8 +447,8 @@ def q_lambda(
         r_t, discount_t, jnp.max(q_t, axis=-1), lambda_,
         truncated_t=truncated_t, valid_t=valid_t, stop_target_gradients=stop_target_gradients,
     )
-    valid = 1.0 if valid_t is None else jnp.asarray(valid_t).astype(r_t.dtype)
-    return (targets - _select(q_tm1, a_tm1)) * valid
+    td = targets - _select(q_tm1, a_tm1)
+    return td if valid_t is None else jnp.where(jnp.asarray(valid_t).astype(bool), td, 0.0)
 
 
 def discounted_cumulative_reward(

@@ -443,3 +443,40 @@ def test_lambda_returns_gradient_wrt_rewards_is_discount_weights():
 def test_bad_arguments_are_named(call, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         call()
+
+
+def test_nan_padding_in_removed_steps_reaches_neither_values_nor_gradients():
+    """Removed steps (valid=False) may hold anything, NaN included: outputs there are 0 and the
+    gradients of the valid steps equal those of the same data padded with zeros."""
+    valid = np.array([True, True, False, True, True])
+    rng = np.random.default_rng(0)
+    r, v_tm1, v_t = (rng.normal(size=5).astype(np.float32) for _ in range(3))
+    d, rho = np.full(5, 0.9, np.float32), np.exp(rng.normal(size=5)).astype(np.float32)
+
+    def padded(x, fill):
+        return np.where(valid, x, fill).astype(np.float32)
+
+    def vtrace_loss(v_tm1, v_t, fill):
+        targets = returns.vtrace(v_tm1, v_t, padded(r, fill), padded(d, fill), padded(rho, fill),
+                                 valid_t=valid, stop_target_gradients=False)
+        return jnp.sum(jnp.where(valid, jnp.square(targets - v_tm1), 0.0)), targets
+
+    def lambda_loss(v_t, fill):
+        out = returns.lambda_returns(padded(r, fill), padded(d, fill), v_t, 0.8, valid_t=valid)
+        return jnp.sum(out), out
+
+    for loss, args in ((vtrace_loss, (v_tm1, v_t)), (lambda_loss, (v_t,))):
+        (_, clean), clean_grads = jax.value_and_grad(loss, argnums=tuple(range(len(args))), has_aux=True)(*args, 0.0)
+        (_, dirty), dirty_grads = jax.value_and_grad(loss, argnums=tuple(range(len(args))), has_aux=True)(
+            *(padded(a, np.nan) for a in args), np.nan)
+        np.testing.assert_array_equal(dirty, clean)
+        for g_clean, g_dirty in zip(clean_grads, dirty_grads):
+            np.testing.assert_allclose(np.asarray(g_dirty)[valid], np.asarray(g_clean)[valid], rtol=1e-6)
+
+    q = rng.normal(size=(5, 3)).astype(np.float32)
+    a = np.array([0, 2, 1, 1, 0], np.int32)
+    clean = returns.q_lambda(q, a, r, d, q, 0.5, valid_t=valid)
+    dirty = returns.q_lambda(np.where(valid[:, None], q, np.nan), a, padded(r, np.nan), padded(d, np.nan),
+                             np.where(valid[:, None], q, np.nan), 0.5, valid_t=valid)
+    np.testing.assert_array_equal(dirty, clean)
+    assert float(clean[2]) == 0.0
