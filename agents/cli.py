@@ -8,8 +8,11 @@
 A run directory holds `run.json` (what was run, to resume or evaluate it), `summary.json`,
 `metrics.csv` (one row per update and seed), `curve.png` and `checkpoint/`. Training runs the
 agent's jitted `update` in chunks, vmapped over seeds; between chunks it shows progress, appends
-metrics and checkpoints. Chunking does not change the numbers, so a resumed run ends with the same
-parameters as an uninterrupted one.
+metrics and checkpoints (a checkpoint also keeps the wall and compile seconds spent, so a resumed
+run's summary covers the whole run). Chunking does not change the numbers, so a resumed run ends
+with the same parameters as an uninterrupted one. `--resume DIR` takes the run's definition from
+DIR/run.json, which is written once training has started; Ctrl-C or SIGTERM checkpoints the
+finished updates before exiting.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import importlib
 import json
 import os
 import pathlib
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -73,9 +78,13 @@ def _coerce(field: dataclasses.Field, raw: Any) -> Any:
         return raw
     if isinstance(default, tuple):
         return tuple(raw) if isinstance(raw, (list, tuple)) else (raw,)
-    if isinstance(default, (int, float)) and not isinstance(raw, (int, float)):
-        raise SystemExit(f"fnrl: config field {field.name!r} takes a number, got {raw!r}")
-    return type(default)(raw) if isinstance(default, (int, float, str)) else raw
+    if isinstance(default, (int, float)):
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise SystemExit(f"fnrl: config field {field.name!r} takes a number, got {raw!r}")
+        if isinstance(default, int) and raw != int(raw):
+            raise SystemExit(f"fnrl: config field {field.name!r} takes a whole number, got {raw!r}")
+        return type(default)(raw)
+    return str(raw) if isinstance(default, str) else raw
 
 
 def build_config(config_cls, values: dict[str, Any]):
@@ -90,13 +99,26 @@ def build_config(config_cls, values: dict[str, Any]):
         raise SystemExit(f"fnrl: {error}") from None
 
 
+def _read_json_object(path: pathlib.Path, what: str) -> dict:
+    """A JSON object from `path`, or an `fnrl:` message naming `what` when it is missing or not one."""
+    try:
+        value = json.loads(path.read_text())
+    except OSError as error:
+        raise SystemExit(f"fnrl: {what} {path}: cannot read it ({error.strerror})") from None
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"fnrl: {what} {path} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"fnrl: {what} {path} must hold a JSON object, got {type(value).__name__}")
+    return value
+
+
 def config_values(args) -> dict[str, Any]:
     """Config fields from --config (recipe fields, or a TensorForce agent spec with a "type",
     which also names the agent), then --set, --num-envs and --steps. Sets `args.agent` from a
     TensorForce spec."""
     values: dict[str, Any] = {}
     if args.config:
-        values.update(json.loads(pathlib.Path(args.config).read_text()))
+        values.update(_read_json_object(pathlib.Path(args.config), "--config"))
     if "type" in values:
         from agents.tensorforce import tensorforce_config
 
@@ -170,7 +192,7 @@ def plot_curve(rows: list[dict], out: pathlib.Path, title: str) -> None:
     ax.set_xlabel("env steps")
     ax.set_ylabel("mean return of finished episodes")
     ax.set_title(title)
-    if len(seeds) <= 10:
+    if len(seeds) <= 10 and ax.lines:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -182,17 +204,26 @@ def make_run(agent: str, env_id: str, backend: str, seeds: int, config_dict: dic
     """The config, the trainer and, for envpool, the host run over one pool for all seeds."""
     module, config_cls = agent_module(agent)
     config = build_config(config_cls, config_dict)
-    if backend == "jax":
-        env = fnrl.envs.make(env_id, backend=backend, num_envs=config.num_envs)
-        return config, module.make_trainer(config, env), None
-    pool = fnrl.envs.make(env_id, backend=backend, num_envs=config.num_envs * seeds)
     try:
-        trainer: Trainer = module.make_trainer(config, host.seeds_view(pool, seeds)[0])
+        env = fnrl.envs.make(env_id, backend=backend, num_envs=config.num_envs * (1 if backend == "jax" else seeds))
     except ValueError as error:
-        raise SystemExit(f"fnrl: {agent} cannot train on the envpool backend: {error}") from None
+        raise SystemExit(f"fnrl: --env {env_id}: {error}") from None
+    try:
+        if backend == "jax":
+            return config, _checked_length(module.make_trainer(config, env)), None
+        trainer: Trainer = module.make_trainer(config, host.seeds_view(env, seeds)[0])
+    except ValueError as error:
+        raise SystemExit(f"fnrl: {agent} cannot train on {env_id} ({backend} backend): {error}") from None
     if trainer.on_policy is None:
         raise SystemExit(f"fnrl: {agent} trains on the pure-JAX backend only; use --backend jax")
-    return config, trainer, host.host_run(trainer, pool, seeds)
+    return config, _checked_length(trainer), host.host_run(trainer, env, seeds)
+
+
+def _checked_length(trainer: Trainer) -> Trainer:
+    if trainer.num_updates < 1:
+        raise SystemExit(f"fnrl: --steps (total_steps) is less than one update of {trainer.steps_per_update} "
+                         "env steps; ask for at least that many")
+    return trainer
 
 
 def _over_seeds(fn, seeds: int):
@@ -362,17 +393,38 @@ def _check_devices(run: dict, out: pathlib.Path, devices: int) -> None:
               "the final numbers can differ in the last bits from an uninterrupted run", file=sys.stderr)
 
 
+# Flags that define a run: a resume takes them from the run's run.json.
+_RUN_FLAGS = ("agent", "env", "backend", "steps", "seeds", "seed", "num_envs", "config", "set", "out")
+
+
+def _load_run(out: pathlib.Path, args) -> dict:
+    """The run.json of the run `--resume` continues; refuses flags that would redefine it."""
+    given = [f"--{name.replace('_', '-')}" if name != "agent" else "AGENT"
+             for name in _RUN_FLAGS if getattr(args, name) is not None]
+    if given:
+        raise SystemExit(f"fnrl: --resume continues {out} as its run.json defines it; drop {', '.join(given)} "
+                         "(only --chunk and --checkpoint-every may change), or start a new run with --out")
+    return _read_json_object(out / "run.json", "--resume: run file")
+
+
+def _checkpoint_tree(states, done: int = 0, wall: float = 0.0, compile_seconds: float = 0.0) -> dict:
+    """What a CLI checkpoint holds (with the defaults: the template to restore one): the states,
+    the updates done, and the wall and compile seconds spent on them, so a resumed run's summary
+    counts the whole run."""
+    return {"state": states, "updates_done": done, "seconds": {"wall": wall, "compile": compile_seconds}}
+
+
 def train(args) -> int:
     if args.resume:
         out = pathlib.Path(args.resume)
-        run = json.loads((out / "run.json").read_text())
+        run = _load_run(out, args)
     else:
+        config = config_values(args)  # sets args.agent from a TensorForce spec
         out = pathlib.Path(args.out or f"runs/{args.agent}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}")
         if (out / "run.json").exists():
             raise SystemExit(f"fnrl: {out} already holds a run; use --resume {out} or another --out")
-        config = config_values(args)
-        run = dict(agent=args.agent, env=args.env, backend=args.backend, seeds=args.seeds,
-                   seed=args.seed, config=config)
+        run = dict(agent=args.agent, env=args.env, backend=args.backend or "jax", seeds=args.seeds or 1,
+                   seed=args.seed or 0, config=config)
     config, trainer, host_run = make_run(run["agent"], run["env"], run["backend"], run["seeds"], run["config"])
     total = trainer.num_updates
     # A resume keeps the run's chunk and checkpoint cadence unless the command sets them again.
@@ -380,22 +432,30 @@ def train(args) -> int:
     every = max(1, args.checkpoint_every or run.get("checkpoint_every") or total // 10)
     devices = jax.local_device_count()
     _check_devices(run, out, devices)
-    run.update(config=dataclasses.asdict(config), chunk=chunk_len, checkpoint_every=every, devices=devices)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(json.dumps(run, indent=2))
 
     started = time.perf_counter()
     backend = _Backend(trainer, host_run, run["seed"], run["seeds"])
     states, done = backend.init(chunk_len), 0
+    # run.json is written once the run has started, so a start that fails leaves no run behind.
+    run.update(config=dataclasses.asdict(config), chunk=chunk_len, checkpoint_every=every, devices=devices)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps(run, indent=2))
     ckpt_dir = out / "checkpoint"
-    if args.resume and checkpoint.latest(ckpt_dir):
-        saved = checkpoint.restore(checkpoint.latest(ckpt_dir), like={"state": states, "updates_done": 0})
-        states, done = backend.resumed(states, saved["state"]), int(saved["updates_done"])
+    before = {"wall": 0.0, "compile": 0.0}
+    if args.resume:
+        if checkpoint.latest(ckpt_dir):
+            saved = checkpoint.restore(checkpoint.latest(ckpt_dir), like=_checkpoint_tree(states))
+            states, done = backend.resumed(states, saved["state"]), int(saved["updates_done"])
+            before = {k: float(v) for k, v in saved["seconds"].items()}
+        # Rows of updates after the checkpoint (all rows, without one) are about to be redone.
         kept = [r for r in read_metrics(out / "metrics.csv") if int(r["update"]) < done]
         (out / "metrics.csv").unlink(missing_ok=True)
         if kept:
             write_metrics(out / "metrics.csv", kept, list(kept[0].keys()))
         print(f"resuming {out} at update {done}/{trainer.num_updates}")
+
+    def elapsed() -> tuple[float, float]:
+        return before["wall"] + time.perf_counter() - started, before["compile"] + backend.compile_seconds
 
     from tqdm import tqdm
 
@@ -415,17 +475,16 @@ def train(args) -> int:
             if recent is not None:
                 bar.set_postfix(ret=f"{recent:.1f}")
             if done - last_saved >= every or done == total:
-                checkpoint.save(ckpt_dir, {"state": states, "updates_done": done}, step=done, keep=2)
+                checkpoint.save(ckpt_dir, _checkpoint_tree(states, done, *elapsed()), step=done, keep=2)
                 last_saved = done
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see `main`)
         bar.close()
         if done > last_saved:
-            checkpoint.save(ckpt_dir, {"state": states, "updates_done": done}, step=done, keep=2)
+            checkpoint.save(ckpt_dir, _checkpoint_tree(states, done, *elapsed()), step=done, keep=2)
         print(f"\ninterrupted at update {done}/{total}; resume with: fnrl train --resume {out}")
         return 130
     bar.close()
-    wall = time.perf_counter() - started
-    write_summary(out, run, trainer, wall, backend.compile_seconds)
+    write_summary(out, run, trainer, *elapsed())
     return 0
 
 
@@ -454,15 +513,18 @@ def write_summary(out: pathlib.Path, run: dict, trainer: Trainer, wall: float, c
     grid = lambda key: np.asarray([float(r[key]) for r in rows]).reshape(updates, seeds)  # noqa: E731
     per_seed = final_returns(grid("episode_return_sum"), grid("episode_count"))
     steps = trainer.num_updates * trainer.steps_per_update
+    finished = per_seed[np.isfinite(per_seed)]
     summary = dict(
         agent=run["agent"], env=run["env"], backend=run["backend"], steps=steps, seeds=seeds,
-        final_return=float(np.nanmean(per_seed)), final_return_per_seed=[float(x) for x in per_seed],
+        # null (JSON has no NaN) where no episode finished
+        final_return=float(np.mean(finished)) if finished.size else None,
+        final_return_per_seed=[float(x) if np.isfinite(x) else None for x in per_seed],
         wall_seconds=wall, compile_seconds=compile_seconds,
         steps_per_second=steps * seeds / max(wall - compile_seconds, 1e-9), config=run["config"],
     )
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_curve(rows, out / "curve.png", f"{run['agent']} on {run['env']} ({seeds} seed{'s' * (seeds > 1)})")
-    print(f"final return {summary['final_return']:.1f} (per seed: "
+    print(f"final return {np.mean(finished) if finished.size else float('nan'):.1f} (per seed: "
           f"{', '.join(f'{x:.1f}' for x in per_seed)}); {wall:.1f} s wall, {compile_seconds:.1f} s compile")
     print(f"wrote {out / 'summary.json'}, {out / 'metrics.csv'}, {out / 'curve.png'}, {out / 'checkpoint'}")
 
@@ -470,7 +532,7 @@ def write_summary(out: pathlib.Path, run: dict, trainer: Trainer, wall: float, c
 # ------------------------------------------------------------------------------------ eval
 def evaluate(args) -> int:
     out = pathlib.Path(args.dir)
-    run = json.loads((out / "run.json").read_text())
+    run = _read_json_object(out / "run.json", "eval: run file")
     config, trainer, host_run = make_run(run["agent"], run["env"], run["backend"], run["seeds"], run["config"])
     path = checkpoint.latest(out / "checkpoint")
     if path is None:
@@ -481,19 +543,20 @@ def evaluate(args) -> int:
     else:
         like_states, pool_state = host_run.init(jax.random.PRNGKey(run["seed"]))
         pool_state.close()
-    states = checkpoint.restore(path, like={"state": like_states, "updates_done": 0})["state"]
+    states = checkpoint.restore(path, like=_checkpoint_tree(like_states))["state"]
     env = fnrl.envs.make(run["env"], backend=run["backend"], num_envs=config.num_envs)
-    returns = []
+    returns, per_env = [], -(-args.episodes // env.num_envs)
     for seed in range(run["seeds"]):
         params = jax.tree.map(lambda x: x[seed], trainer.params(states))
-        returns.append(greedy_returns(trainer, env, params, args.episodes, seed))
-    print(json.dumps({"episodes": args.episodes, "mean_return_per_seed": returns,
+        returns.append(greedy_returns(trainer, env, params, per_env, seed))
+    print(json.dumps({"episodes": per_env * env.num_envs, "mean_return_per_seed": returns,
                       "mean_return": float(np.mean(returns))}, indent=2))
     return 0
 
 
-def greedy_returns(trainer: Trainer, env, params, episodes: int, seed: int) -> float:
-    """Mean return of the first `episodes` episodes finished by the greedy policy."""
+def greedy_returns(trainer: Trainer, env, params, episodes_per_env: int, seed: int) -> float:
+    """Mean return of every env's first `episodes_per_env` episodes with the greedy policy (the
+    first episodes to finish over all envs would favour short ones)."""
     from fnrl.envs.wrappers import episode_stats
 
     state, timestep = env.reset(jax.random.PRNGKey(10_000 + seed))
@@ -505,17 +568,18 @@ def greedy_returns(trainer: Trainer, env, params, episodes: int, seed: int) -> f
         act = jax.jit(lambda p, k, o, m, first: trainer.act_with_memory(
             p, k, o, fnrl.rollout.reset_memory(m, initial, first), True))
     step = jax.jit(env.step) if env.is_jax else env.step
-    key, finished, first = jax.random.PRNGKey(seed), [], np.ones(env.num_envs, bool)
-    while len(finished) < episodes:
+    key, first = jax.random.PRNGKey(seed), np.ones(env.num_envs, bool)
+    finished: list[list[float]] = [[] for _ in range(env.num_envs)]
+    while min(len(f) for f in finished) < episodes_per_env:
         key, sub = jax.random.split(key)
         action, memory = act(params, sub, timestep.observation, memory, first)
         state, timestep = step(state, action)
         first = ~np.asarray(timestep.valid)
         stats = episode_stats(state)  # closes episodes at game over under Atari's episodic life
         ended = np.asarray(timestep.valid) & (np.asarray(stats.episode_length) == 0)
-        if ended.any():
-            finished.extend(np.asarray(stats.last_return)[ended].tolist())
-    return float(np.mean(finished[:episodes]))
+        for i in np.flatnonzero(ended):
+            finished[i].append(float(np.asarray(stats.last_return)[i]))
+    return float(np.mean([r for f in finished for r in f[:episodes_per_env]]))
 
 
 # ------------------------------------------------------------------------------------ main
@@ -527,10 +591,10 @@ def main(argv: list[str] | None = None) -> int:
     tr = sub.add_parser("train", help="train an agent")
     tr.add_argument("agent", nargs="?", help=f"one of: {', '.join(sorted(AGENTS))}")
     tr.add_argument("--env", help="env id (see `fnrl list`)")
-    tr.add_argument("--backend", default="jax", choices=["jax", "envpool"])
+    tr.add_argument("--backend", choices=["jax", "envpool"], help="default: jax")
     tr.add_argument("--steps", type=int, help="total env steps per seed (config total_steps)")
-    tr.add_argument("--seeds", type=int, default=1, help="seeds trained together in one vmapped program")
-    tr.add_argument("--seed", type=int, default=0, help="base seed")
+    tr.add_argument("--seeds", type=int, help="seeds trained together in one vmapped program (default: 1)")
+    tr.add_argument("--seed", type=int, help="base seed (default: 0)")
     tr.add_argument("--num-envs", type=int, dest="num_envs", help="envs per seed (config num_envs)")
     tr.add_argument("--config", help="JSON file of config fields, or a TensorForce agent spec "
                                      '(e.g. {"type": "vpg_agent", "batch_size": 8, "optimizer": {...}})')
@@ -542,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="updates between checkpoints (default: 1/10 of the run)")
     ev = sub.add_parser("eval", help="play a trained run's policy greedily")
     ev.add_argument("dir")
-    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--episodes", type=int, default=10,
+                    help="at least this many: every env's first ceil(N / num_envs) episodes")
     args = parser.parse_args(argv)
     if args.command != "list":
         use_cpu_cores()
@@ -555,9 +620,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         if not args.resume and not ((args.agent or args.config) and args.env):
             parser.error("train needs AGENT (or a TensorForce agent spec in --config) and --env, or --resume DIR")
-        if args.seeds < 1:
+        if args.seeds is not None and args.seeds < 1:
             parser.error("--seeds must be >= 1")
-        return train(args)
+        if threading.current_thread() is not threading.main_thread():
+            return train(args)
+        # SIGTERM (a scheduler stopping the job) ends training as Ctrl-C does: the updates done
+        # since the last checkpoint are checkpointed before the process exits.
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            return train(args)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    if args.episodes < 1:
+        parser.error("--episodes must be >= 1")
     return evaluate(args)
 
 

@@ -216,10 +216,11 @@ def _epoch(agent: _Agent, obs_stats: PyTree, data: PPOBatch, carry: tuple, key: 
 
 
 def _learning_rate(config: PPOConfig, num_updates: int, update_count: Array) -> Array:
-    """lr · (1 − k / num_updates) at update k when annealing, else lr (CleanRL's schedule)."""
+    """lr · (1 − k / num_updates) at update k when annealing, else lr (CleanRL's schedule); 0
+    from update num_updates on (a run continued past its length does not ascend its loss)."""
     if not config.anneal_lr:
         return jnp.asarray(config.learning_rate, jnp.float32)
-    return config.learning_rate * (1.0 - update_count.astype(jnp.float32) / num_updates)
+    return config.learning_rate * jnp.maximum(0.0, 1.0 - update_count.astype(jnp.float32) / num_updates)
 
 
 def learn(agent: _Agent, state: PPOState, trajectory: Trajectory, bootstrap: Array,

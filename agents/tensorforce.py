@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import json
 import math
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -81,8 +82,9 @@ def _tf_shape(where: str, shape: Any) -> tuple[int, ...]:
 
 
 def _tf_leaf(where: str, spec: dict) -> Spec:
-    """One TensorForce spec dict (`type` bool / int / float, `shape`, int `num_actions`, float
-    `min_value` and `max_value` together) as a `Spec` (int32 / float32 / bool)."""
+    """One TensorForce spec dict (`type` bool / int / float, `shape`, int `num_actions` and
+    optionally a first value `min_value`, float `min_value` and `max_value` together) as a `Spec`
+    (int32 / float32 / bool)."""
     unknown = sorted(set(spec) - set(_TF_SPEC_KEYS))
     kind = spec.get("type", "float")
     if unknown or kind not in _TF_TYPES:
@@ -91,9 +93,7 @@ def _tf_leaf(where: str, spec: dict) -> Spec:
     shape = _tf_shape(where, spec.get("shape", ()))
     num, low, high = spec.get("num_actions"), spec.get("min_value"), spec.get("max_value")
     if kind == "int":
-        if num is not None and (isinstance(num, bool) or not isinstance(num, int) or num < 1):
-            raise ValueError(f"{where}: `num_actions` must be an int >= 1, got {num!r}")
-        return Spec(shape, jnp.int32, num_values=num)
+        return _tf_int_spec(where, spec, shape, num, low, high)
     if num is not None or (kind == "bool" and (low, high) != (None, None)):
         raise ValueError(f"{where}: a {kind} spec takes no `num_actions`{'' if kind == 'float' else ' or bounds'}, "
                          f"got {spec!r}")
@@ -102,6 +102,24 @@ def _tf_leaf(where: str, spec: dict) -> Spec:
     if (low is None) != (high is None) or (low is not None and not np.all(np.asarray(low) < np.asarray(high))):
         raise ValueError(f"{where}: give both `min_value` < `max_value` or neither, got {spec!r}")
     return Spec(shape, jnp.float32, minimum=low, maximum=high)
+
+
+def _tf_int_spec(where: str, spec: dict, shape: tuple, num: Any, low: Any, high: Any) -> Spec:
+    """An int spec: `num_actions` values from 0, or from `min_value` (then `max_value`, if
+    given, must be min_value + num_actions − 1; alone, the two bounds give the count)."""
+    for key, value in (("num_actions", num), ("min_value", low), ("max_value", high)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{where}: `{key}` of an int spec must be an int, got {spec!r}")
+    if num is None and low is not None and high is not None:
+        num = high - low + 1
+    if num is not None and num < 1:
+        raise ValueError(f"{where}: an int spec needs num_actions >= 1 (or min_value <= max_value), got {spec!r}")
+    if (high is not None and (low is None or high != low + num - 1)) or (low is not None and num is None):
+        raise ValueError(f"{where}: an int spec's values are min_value .. min_value + num_actions − 1 "
+                         f"(max_value, if given, must be the last), got {spec!r}")
+    if low is None or low == 0:
+        return Spec(shape, jnp.int32, num_values=num)
+    return Spec(shape, jnp.int32, num_values=num, minimum=low, maximum=low + num - 1)
 
 
 def specs(where: str, tree: Any) -> PyTree:
@@ -147,13 +165,15 @@ def _recipe_module(agent: str) -> tuple[Any, type]:
 
 def make_config(agent: str, config: Any = None, **fields: Any) -> Any:
     """The recipe's config for one env: `config` (its config object, a dict of fields, or None
-    for the defaults) with `fields` on top and `num_envs` = 1 (another value is an error)."""
+    for the defaults) with `fields` on top and `num_envs` = 1 (another value is an error). An
+    agent acts for as long as it is used, so learning-rate annealing over `total_steps` is off
+    unless asked for."""
     _, config_cls = _recipe_module(agent)
     names = {f.name for f in dataclasses.fields(config_cls)}
     if isinstance(config, config_cls):
         values = {name: getattr(config, name) for name in names}
     elif config is None or isinstance(config, dict):
-        values = {"num_envs": 1, **(config or {})}
+        values = {"num_envs": 1, **({"anneal_lr": False} if "anneal_lr" in names else {}), **(config or {})}
     else:
         raise ValueError(f"Agent: argument `config` must be a {config_cls.__name__}, a dict or None, "
                          f"got {type(config).__name__}")
@@ -179,6 +199,10 @@ AGENT_KEYS = ("states_preprocessing_spec", "reward_preprocessing_spec", "explora
 # calls, TensorForce's batch-memory bookkeeping): accepted and ignored.
 IGNORED_KEYS = ("scope", "device", "session_config", "summary_spec", "saver_spec", "batched_observe",
                 "keep_last_timestep", "log_level", "cg_unroll_loop")
+# Keys accepted at TensorForce's default None (its quickstart spells them out), refused otherwise:
+# per-action distribution overrides (fnrl picks by action type: `bounded_actions` chooses for
+# bounded floats) and distributed TensorFlow.
+NONE_ONLY_KEYS = ("distributions_spec", "distributed_spec")
 _PG_DEFAULTS = {"batch_size": 1000, "discount": 0.99, "entropy_regularization": None, "gae_lambda": None,
                 "baseline_mode": None, "baseline": None, "baseline_optimizer": None, "network": None,
                 "variable_noise": None}
@@ -205,8 +229,8 @@ def _network_fields(layers: Any) -> dict:
     if layers is None:
         return {}
     dense = isinstance(layers, (list, tuple)) and layers and all(
-        isinstance(layer, dict) and layer.get("type") == "dense" and set(layer) <= {"type", "size", "activation"}
-        for layer in layers)
+        isinstance(layer, dict) and layer.get("type") == "dense" and "size" in layer
+        and set(layer) <= {"type", "size", "activation"} for layer in layers)
     activations = {layer.get("activation", "tanh") for layer in layers} if dense else set()
     if dense and len(activations) == 1:
         return {"hidden_sizes": tuple(layer["size"] for layer in layers), "activation": activations.pop()}
@@ -345,8 +369,12 @@ def tensorforce_config(spec: dict) -> tuple[str, dict]:
         raise ValueError(f"tensorforce_config: argument `spec` must be a dict whose `type` is one of "
                          f"{sorted(AGENT_TYPES)}, got {got!r}")
     agent_type = spec["type"]
+    set_none_only = [key for key in NONE_ONLY_KEYS if spec.get(key) is not None]
+    if set_none_only:
+        raise ValueError(f"tensorforce_config: {set_none_only} must be None (TensorForce's default): fnrl picks "
+                         "each action's distribution by its type and does not run distributed TensorFlow")
     given = {("network" if key == "network_spec" else key): value for key, value in spec.items()
-             if key != "type" and key not in IGNORED_KEYS}
+             if key != "type" and key not in IGNORED_KEYS + NONE_ONLY_KEYS}
     defaults = TENSORFORCE_DEFAULTS[agent_type]
     applied_by_agent = sorted(set(given) & set(AGENT_KEYS))
     if applied_by_agent:
@@ -517,6 +545,12 @@ class _Explorations(NamedTuple):
         return _Explorations(jax.jit(explore), initial)
 
 
+def _dig(tree: dict, dotted: str) -> Any:
+    for key in dotted.split("."):
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
+
+
 class Agent:
     """TensorForce's `Agent` API on a recipe's pure functions (see the module docstring).
 
@@ -557,6 +591,9 @@ class Agent:
         self._explorations = _Explorations.build(explorations, env_spec.action)
         recipe_spec = env_spec if self._states_pp is None else env_spec._replace(observation=self._states_pp.spec)
         self._built = _build(agent, self.config, recipe_spec)
+        self._identity = {"agent": agent, "config": dataclasses.asdict(self.config), "states": env_spec.observation,
+                          "actions": env_spec.action, "states_preprocessing": states_preprocessing,
+                          "reward_preprocessing": reward_preprocessing, "explorations": explorations}
         self._obs_specs, self._obs_treedef = jax.tree.flatten(recipe_spec.observation, is_leaf=_is_spec)
         self._start(self.seed)
 
@@ -749,8 +786,15 @@ class Agent:
 
     # ---------------------------------------------------------------- checkpoints
 
+    def _identity_bytes(self) -> np.ndarray:
+        """What must match for a checkpoint to fit this agent (recipe, config, specs,
+        preprocessing, explorations; not the seed), as JSON bytes."""
+        text = json.dumps(self._identity, sort_keys=True, default=repr)
+        return np.frombuffer(text.encode(), np.uint8)
+
     def _tree(self) -> dict:
-        return {"learner": self._learner, "key": self._key, "memory": self._memory, "stats": self._stats,
+        return {"identity": self._identity_bytes(),
+                "learner": self._learner, "key": self._key, "memory": self._memory, "stats": self._stats,
                 "batch": self._batch, "final_observation": self._final, "preprocessing": self._pp_states,
                 "explorations": self._exploration_states,
                 "counters": np.asarray([self._size, self.episode, self.timestep, self.updates], np.int64),
@@ -763,7 +807,21 @@ class Agent:
 
     def restore(self, directory: str) -> None:
         """Loads a checkpoint file, or the latest in `directory`, saved by an agent of the same
-        recipe, config and specs (else `fnrl.checkpoint.CheckpointError` names the mismatch)."""
+        recipe, config, specs, preprocessing and explorations (else
+        `fnrl.checkpoint.CheckpointError` names what differs); the seed may differ."""
+        identity = checkpoint.restore(directory).get("identity")
+        if identity is None:
+            raise checkpoint.CheckpointError(f"Agent.restore: {directory} holds no Agent checkpoint (no identity)")
+        saved = json.loads(np.asarray(identity, np.uint8).tobytes().decode())
+        mine = json.loads(self._identity_bytes().tobytes().decode())
+        if saved != mine:
+            differ = [f"config.{k}" for k in sorted(set(saved["config"]) | set(mine["config"]))
+                      if saved["config"].get(k) != mine["config"].get(k)]
+            differ += [k for k in sorted(saved) if k != "config" and saved[k] != mine.get(k)]
+            raise checkpoint.CheckpointError(
+                f"Agent.restore: {directory} was saved by an agent that differs in {', '.join(differ)} "
+                f"(saved: {', '.join(repr(_dig(saved, k)) for k in differ)}; "
+                f"this agent: {', '.join(repr(_dig(mine, k)) for k in differ)})")
         tree = checkpoint.restore(directory, like=self._tree())
         self._learner, self._key, self._memory = tree["learner"], tree["key"], tree["memory"]
         self._stats, self._final, self._pp_states = tree["stats"], tree["final_observation"], tree["preprocessing"]

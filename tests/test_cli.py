@@ -134,7 +134,7 @@ def test_eval_plays_the_saved_policy(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["eval", str(out), "--episodes", "3"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["episodes"] == 3 and report["mean_return"] >= 1.0
+    assert report["episodes"] == 4 and report["mean_return"] >= 1.0  # 2 envs x 2: every env's first episodes
 
 
 def test_final_return_takes_the_last_tenth_of_episodes():
@@ -158,6 +158,94 @@ def test_bad_arguments(tmp_path):
         cli.main(["train", "dummy", "--env", "CartPole-v1", "--set", "bogus=1", "--out", str(tmp_path / "b")])
     with pytest.raises(SystemExit, match="takes a number"):
         cli.main(["train", "dummy", "--env", "CartPole-v1", "--set", "learning_rate=fast", "--out", str(tmp_path / "c")])
+    for item, message in (("num_steps=8.7", "takes a whole number"), ("num_envs=true", "takes a number"),
+                          ("learning_rate=true", "takes a number")):
+        with pytest.raises(SystemExit, match=message):
+            cli.main(["train", "dummy", "--env", "CartPole-v1", "--set", item, "--out", str(tmp_path / "d")])
+    # User errors end in an `fnrl:` message, not a traceback, and leave no run directory behind.
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "broken.json").write_text("{")
+    for extra, message in ((["--env", "Nope-v0"], "--env Nope-v0.*unknown env id"),
+                           (["--env", "CartPole-v1", "--steps", "8"], "less than one update"),
+                           (["--env", "CartPole-v1", "--config", str(tmp_path / "none.json")], "cannot read it"),
+                           (["--env", "CartPole-v1", "--config", str(tmp_path / "broken.json")], "not valid JSON"),
+                           (["--env", "CartPole-v1", "--config", str(tmp_path / "list.json")], "JSON object")):
+        with pytest.raises(SystemExit, match=message):
+            cli.main(["train", "dummy", *extra, "--out", str(tmp_path / "e")])
+    assert not (tmp_path / "e" / "run.json").exists()
+    with pytest.raises(SystemExit, match="cannot train on CartPole-v1"):  # the recipe's own check, as a message
+        cli.main(["train", "vpg", "--env", "CartPole-v1", "--set", "baseline_network=cnn",
+                  "--out", str(tmp_path / "e")])
+    with pytest.raises(SystemExit, match="run file.*cannot read it"):
+        cli.main(["eval", str(tmp_path / "e")])
+
+
+def test_resume_refuses_flags_that_would_redefine_the_run(tmp_path):
+    out = tmp_path / "run"
+    assert cli.main(["train", "dummy", "--env", "CartPole-v1", "--steps", "64", "--out", str(out)]) == 0
+    for extra in (["--steps", "128"], ["--seeds", "2"], ["--set", "learning_rate=0.5"], ["--env", "Acrobot-v1"],
+                  ["--backend", "jax"], ["--seed", "3"]):
+        with pytest.raises(SystemExit, match=f"drop {extra[0]}"):
+            cli.main(["train", "--resume", str(out), *extra])
+    assert cli.main(["train", "--resume", str(out), "--chunk", "2"]) == 0
+
+
+def test_summary_of_a_run_without_finished_episodes_is_strict_json(tmp_path):
+    out = tmp_path / "run"
+    assert cli.main(["train", "random", "--env", "Pendulum-v1", "--steps", "1024", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert summary["final_return"] is None and summary["final_return_per_seed"] == [None]
+
+
+def test_resume_without_a_checkpoint_redoes_the_run_without_duplicate_rows(tmp_path, monkeypatch):
+    """A run killed before its first checkpoint restarts at update 0; its metrics rows so far go."""
+    out = tmp_path / "run"
+    args = ["train", "dummy", "--env", "CartPole-v1", "--steps", "320", "--chunk", "2", "--checkpoint-every", "100"]
+    real_save = checkpoint.save
+
+    def dying_save(*a, **k):
+        raise SystemExit("killed before the first checkpoint was written")
+
+    monkeypatch.setattr(cli.checkpoint, "save", dying_save)
+    with pytest.raises(SystemExit):
+        cli.main(args + ["--out", str(out)])
+    monkeypatch.setattr(cli.checkpoint, "save", real_save)
+    assert len(list(csv.DictReader((out / "metrics.csv").open()))) == 20  # every update ran, none saved
+    assert cli.main(["train", "--resume", str(out)]) == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(r["update"]) for r in rows] == list(range(20))
+
+
+def test_resumed_summary_counts_the_whole_runs_time(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    args = ["train", "dummy", "--env", "CartPole-v1", "--steps", "320", "--chunk", "2", "--checkpoint-every", "4"]
+    real_save, saves = checkpoint.save, []
+
+    def dying_save(*a, **k):
+        path = real_save(*a, **k)
+        saves.append(path)
+        if len(saves) == 2:
+            raise SystemExit("simulated kill right after a checkpoint")
+        return path
+
+    monkeypatch.setattr(cli.checkpoint, "save", dying_save)
+    with pytest.raises(SystemExit):
+        cli.main(args + ["--out", str(out)])
+    monkeypatch.setattr(cli.checkpoint, "save", real_save)
+    saved = checkpoint.restore(checkpoint.latest(out / "checkpoint"))
+    first = {k: float(v) for k, v in saved["seconds"].items()}
+    assert saved["updates_done"] == 8 and first["wall"] > first["compile"] > 0
+    assert cli.main(["train", "--resume", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["wall_seconds"] > first["wall"] and summary["compile_seconds"] > first["compile"]
+
+
+def test_default_run_directory_names_the_agent_of_a_tensorforce_spec(tmp_path, monkeypatch):
+    spec = {"type": "vpg_agent", "batch_size": 16}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "--config", "spec.json", "--env", "MinimalTest-v0", "--steps", "32"]) == 0
+    assert [p.name.split("-")[0] for p in (tmp_path / "runs").iterdir()] == ["vpg"]
 
 
 def test_null_switches_an_optional_field_off(tmp_path):

@@ -78,8 +78,10 @@ def _kill_after_first_checkpoint(proc: subprocess.Popen, out: pathlib.Path, log:
 
 
 def _leaves(run_dir: pathlib.Path) -> dict[str, np.ndarray]:
-    """Every leaf of the run's latest checkpoint by key path, typed keys as their raw bits."""
+    """Every leaf of the run's latest checkpoint by key path, typed keys as their raw bits; not
+    the seconds spent, which no two runs share."""
     saved = checkpoint.restore(checkpoint.latest(run_dir / "checkpoint"))
+    del saved["seconds"]
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(saved)[0]:
         if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):

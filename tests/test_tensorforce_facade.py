@@ -195,8 +195,29 @@ def test_save_restore_mid_batch_continues_identically(tmp_path):
 def test_restore_into_another_agent_names_the_mismatch(tmp_path):
     Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO).save(str(tmp_path))
     other = Agent("random", INT_STATES, INT_ACTIONS)
-    with pytest.raises(CheckpointError, match=r"does not match `like` at \[.batch.\]"):
+    with pytest.raises(CheckpointError, match=r"differs in .*agent"):
         other.restore(str(tmp_path))
+    # Same shapes, other numbers: still refused, naming the fields.
+    tuned = Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO, gamma=0.5, ent_coef=0.3)
+    with pytest.raises(CheckpointError, match=r"config.ent_coef, config.gamma .*0.5"):
+        tuned.restore(str(tmp_path))
+    scaled = Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO, states_preprocessing=[{"type": "clip", "min_value": -1.0,
+                                                                                     "max_value": 1.0}])
+    with pytest.raises(CheckpointError, match=r"differs in states_preprocessing"):
+        scaled.restore(str(tmp_path))
+    Agent("ppo", INT_STATES, INT_ACTIONS, config=PPO, seed=7).restore(str(tmp_path))  # another seed is fine
+
+
+def test_open_ended_agents_do_not_anneal_the_learning_rate():
+    assert not Agent("ppo", INT_STATES, INT_ACTIONS).config.anneal_lr
+    assert Agent("ppo", INT_STATES, INT_ACTIONS, anneal_lr=True).config.anneal_lr
+
+
+def test_quickstart_spec_keys_at_their_defaults_are_accepted():
+    _, config = tensorforce_config({"type": "ppo_agent", "distributions_spec": None, "distributed_spec": None})
+    assert "distributions_spec" not in config
+    with pytest.raises(ValueError, match=r"\['distributions_spec'\] must be None"):
+        tensorforce_config({"type": "ppo_agent", "distributions_spec": {"action": {"type": "beta"}}})
 
 
 # ------------------------------------------------------------------ specs and configs
@@ -322,6 +343,10 @@ def test_tensorforce_specs_convert_to_fnrl_specs():
     assert specs("s", dict(type="float", shape=2)) == Spec((2,), jnp.float32)
     assert specs("s", dict(shape=(3, 4))) == Spec((3, 4), jnp.float32)
     assert specs("a", dict(type="int", num_actions=5)) == Spec((), jnp.int32, num_values=5)
+    assert specs("a", dict(type="int", num_actions=3, min_value=5)) == Spec((), jnp.int32, num_values=3, minimum=5,
+                                                                           maximum=7)
+    assert specs("a", dict(type="int", min_value=-1, max_value=1)) == Spec((), jnp.int32, num_values=3, minimum=-1,
+                                                                          maximum=1)
     assert specs("a", dict(type="bool", shape=(2,))) == Spec((2,), jnp.bool_)
     assert specs("a", dict(type="float", min_value=-0.5, max_value=1.5)) == Spec((), jnp.float32, minimum=-0.5,
                                                                                  maximum=1.5)
@@ -337,6 +362,9 @@ def test_tensorforce_specs_convert_to_fnrl_specs():
     (dict(type="float", min_value=0.0), "both"),
     (dict(type="float", min_value=1.0, max_value=0.0), "min_value"),
     (dict(type="int", num_actions=0), "num_actions"),
+    (dict(type="int", num_actions=3, min_value=5, max_value=8), "max_value, if given, must be the last"),
+    (dict(type="int", min_value=0), "min_value"),
+    (dict(type="int", num_actions=2.0), "must be an int"),
     (dict(type="bool", num_actions=2), "takes no"),
     (dict(type="float", shape=(0,)), "shape"),
     ({}, "expected"),
