@@ -414,19 +414,35 @@ def _checkpoint_tree(states, done: int = 0, wall: float = 0.0, compile_seconds: 
     return {"state": states, "updates_done": done, "seconds": {"wall": wall, "compile": compile_seconds}}
 
 
+def _new_run_directory(base: str) -> pathlib.Path:
+    """`base`, or `base-2`, `base-3`, ... : the first that did not exist, created here (so two runs
+    started in the same second get a directory each)."""
+    for attempt in range(1, 10_000):
+        path = pathlib.Path(base if attempt == 1 else f"{base}-{attempt}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise SystemExit(f"fnrl: could not create a new run directory next to {base}; pass --out")
+
+
 def train(args) -> int:
     if args.resume:
         out = pathlib.Path(args.resume)
         run = _load_run(out, args)
     else:
         config = config_values(args)  # sets args.agent from a TensorForce spec
-        out = pathlib.Path(args.out or f"runs/{args.agent}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (out / "run.json").exists():
+        out = None if args.out is None else pathlib.Path(args.out)
+        if out is not None and (out / "run.json").exists():
             raise SystemExit(f"fnrl: {out} already holds a run; use --resume {out} or another --out")
         run = dict(agent=args.agent, env=args.env, backend=args.backend or "jax", seeds=args.seeds or 1,
                    seed=args.seed or 0, config=config)
     config, trainer, host_run = make_run(run["agent"], run["env"], run["backend"], run["seeds"], run["config"])
     total = trainer.num_updates
+    if args.steps is not None and total * trainer.steps_per_update != args.steps:
+        print(f"fnrl: note: training {total * trainer.steps_per_update} env steps per seed, {total} whole updates of "
+              f"{trainer.steps_per_update} (--steps {args.steps} is not a multiple)", file=sys.stderr)
     # A resume keeps the run's chunk and checkpoint cadence unless the command sets them again.
     chunk_len = chunk_length(total, args.chunk or run.get("chunk"))
     every = max(1, args.checkpoint_every or run.get("checkpoint_every") or total // 10)
@@ -438,6 +454,8 @@ def train(args) -> int:
     states, done = backend.init(chunk_len), 0
     # run.json is written once the run has started, so a start that fails leaves no run behind.
     run.update(config=dataclasses.asdict(config), chunk=chunk_len, checkpoint_every=every, devices=devices)
+    if out is None:
+        out = _new_run_directory(f"runs/{run['agent']}-{run['env']}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps(run, indent=2))
     ckpt_dir = out / "checkpoint"

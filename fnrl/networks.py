@@ -1205,6 +1205,8 @@ _TF_LAYERS: dict[str, tuple[Callable[..., Any], bool, Callable[..., Any]]] = {
     "internal_lstm": (_TFInternalLstm, True, _TFInternalLstm.__init__),
 }
 TF_LAYER_TYPES: tuple[str, ...] = tuple(_TF_LAYERS)
+# Every TensorForce layer takes these (TF variable scopes / TensorBoard); no meaning here, ignored.
+_TF_ONLY_ARGUMENTS = ("scope", "summary_labels")
 
 
 def _spec_arguments(where: str, init: Callable[..., Any], is_module: bool, given: dict) -> None:
@@ -1227,6 +1229,7 @@ def _build_layer(index: int, entry: Any) -> tuple[str, Any]:
     kind, kwargs = entry["type"], {k: v for k, v in entry.items() if k != "type"}
     if callable(kind):  # a custom layer class / factory (TensorForce F31)
         return "custom", kind(**kwargs)
+    kwargs = {k: v for k, v in kwargs.items() if k not in _TF_ONLY_ARGUMENTS}
     if kind not in _TF_LAYERS:
         _fail("network_from_spec", f"argument `layers_spec[{index}]` has unknown type {kind!r}; "
                                    f"known types: {list(TF_LAYER_TYPES)} (or a callable)")
@@ -1309,8 +1312,9 @@ def network_from_spec(layers_spec: Sequence[dict], name: str | None = "layered_n
     embedding(indices, size, l2/l1); dueling(size, bias=False, activation='none', l2/l1);
     lstm(size, dropout=None, return_final_state=True); internal_lstm(size, dropout=None).
     Activation names: elu, relu, selu, sigmoid, swish, softmax, lrelu / leaky_relu, crelu,
-    softplus, softsign, tanh, none. A callable `type` is a custom layer: `type(**arguments)`
-    must return a function of x. Must be called inside `hk.transform`; spec errors are raised
-    here, naming the layer and the argument.
+    softplus, softsign, tanh, none. Every layer's `scope` and `summary_labels` (TF variable
+    scopes, TensorBoard) are accepted and ignored. A callable `type` is a custom layer:
+    `type(**arguments)` must return a function of x. Must be called inside `hk.transform`; spec
+    errors are raised here, naming the layer and the argument.
     """
     return LayeredNetwork(layers_spec, name=name)

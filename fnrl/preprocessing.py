@@ -493,9 +493,11 @@ def image_resize(width: int, height: int, method: str = "bilinear",
                  antialias: bool = True) -> Preprocessor:
     """TensorForce `ImageResize` (I7) with `jax.image.resize`: `[B, H, W(, C)] → [B, height, width(, C)]`.
 
-    Bilinear (TensorForce's `tf.image.resize_images` default) with half-pixel centres; with
-    `antialias` the kernel widens by the downsampling factor (a low-pass filter, as in
-    Pillow/TF2). Layout: fnrl returns rows = `height`, columns = `width`; TensorForce 0.3.5.1
+    Bilinear by default, the method of TensorForce's `tf.image.resize_images`, but sampled at
+    half-pixel centres (TF 2 / Pillow) and, with `antialias`, with the kernel widened by the
+    downsampling factor (a low-pass filter). TF 1.x, which TensorForce 0.3 ran on, sampled
+    without the half-pixel offset and did not antialias, so its frames differ pixel by pixel;
+    `antialias=False` is the closer of the two. Layout: fnrl returns rows = `height`, columns = `width`; TensorForce 0.3.5.1
     passed `(width, height)` where TF expects `(height, width)`, i.e. it transposed the two
     (identical for the usual square 84×84). The output is float (uint8 frames become float32).
     """

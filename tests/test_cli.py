@@ -240,6 +240,16 @@ def test_resumed_summary_counts_the_whole_runs_time(tmp_path, monkeypatch):
     assert summary["wall_seconds"] > first["wall"] and summary["compile_seconds"] > first["compile"]
 
 
+def test_runs_started_in_the_same_second_get_a_directory_each(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli.time, "strftime", lambda fmt: "20261203-120000")
+    for _ in range(2):
+        assert cli.main(["train", "dummy", "--env", "CartPole-v1", "--steps", "50"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["dummy-CartPole-v1-20261203-120000",
+                                                                      "dummy-CartPole-v1-20261203-120000-2"]
+    assert "training 48 env steps per seed, 3 whole updates of 16 (--steps 50" in capsys.readouterr().err
+
+
 def test_default_run_directory_names_the_agent_of_a_tensorforce_spec(tmp_path, monkeypatch):
     spec = {"type": "vpg_agent", "batch_size": 16}
     (tmp_path / "spec.json").write_text(json.dumps(spec))

@@ -535,6 +535,8 @@ def test_dense_linear_nonlinearity_defaults_and_regularization():
     y, reg = jax.jit(net.apply)(params, None, x)
     dense, linear = (np_params(params)[f"layered_network/~/{k}"] for k in ("dense_0/~/linear", "linear_1"))
     assert set(linear) == {"W"}  # bias=False
+    scoped = _spec_net([dict(type="dense", size=3, scope="hidden", summary_labels=["activations"])])
+    assert [set(p) for p in scoped.init(KEY, x).values()] == [{"W", "b"}]  # TF-only arguments are ignored
     for no_bias in (False, None):  # TensorForce: a bias only if True or a value
         params = _spec_net([dict(type="linear", size=3, bias=no_bias)]).init(KEY, x)
         assert [set(p) for p in params.values()] == [{"W"}]
