@@ -159,7 +159,9 @@ def start(agent: _Agent, key: PRNGKey, rollout: RolloutCarry) -> A2CState:
 
 
 def policy_step(agent: _Agent, state: A2CState, key: PRNGKey, observation, memory, action=None) -> PolicyOutput:
-    """The rollout policy step of `state`'s policy (`agents.policy.behaviour`)."""
+    """The rollout policy step of `state`'s policy (`agents.policy.behaviour`). Actions sampled
+    with `variable_noise` are learned from as the unperturbed policy's, as TensorForce does
+    (biased, little for small σ)."""
     return policy.behaviour(agent, state.params, (), key, observation, memory, action)
 
 

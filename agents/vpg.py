@@ -305,7 +305,8 @@ def policy_step(agent: _Agent, state: VPGState, key: PRNGKey, observation: PyTre
                 action: PyTree = None) -> PolicyOutput:
     """`fnrl.rollout` policy step; records the baseline value b(s) as the "value" extra. With
     `variable_noise` a sampled action comes from the policy network with perturbed parameters
-    (as `agents.policy.behaviour`)."""
+    (as `agents.policy.behaviour`); learning then takes it as the unperturbed policy's action, as
+    TensorForce does (biased, little for small σ; PPO's ratio corrects for it)."""
     dist_params, _, value, next_memory = _forward(agent, state.params, observation, memory)
     if action is None:
         key, dist_params = policy.noisy_dist_params(agent, state.params["policy"], (), key, observation, memory,
