@@ -484,7 +484,7 @@ def discounted_cumulative_reward(
     if not isinstance(horizon, int) or horizon < 0:
         raise ValueError(f"{fn}: argument `horizon` must be a Python int >= 0, got {horizon!r}")
     check_static_range(fn, "discount", discount, 0.0, 1.0)
-    gamma = check_array("discount", discount, rank=0, fn=fn).astype(reward.dtype)
+    gamma = check_array("discount", discount, kind="numeric", rank=0, fn=fn).astype(reward.dtype)
     final = check_broadcastable(fn, "final_reward", check_array("final_reward", final_reward, fn=fn), reward.shape[1:])
     ends = terminal.astype(reward.dtype)
     size = reward.shape[0]

@@ -331,6 +331,8 @@ def test_tensorforce_doc_vector():
     )
     np.testing.assert_allclose(got, [2.95, 1.45, 1.38, 1.45, 1.0, 94.0], atol=6e-3)
     np.testing.assert_allclose(np.asarray(got)[[0, 2, 3]], [2.95, 1.3775, 1.45], rtol=1e-6)
+    undiscounted = returns.discounted_cumulative_reward(np.zeros(3, bool), np.ones(3, np.float32), 1)  # an int γ
+    np.testing.assert_allclose(undiscounted, [3.0, 2.0, 1.0])
 
 
 @jit_variants
