@@ -365,7 +365,11 @@ def vtrace_pg_advantages(
 
 
 def _select(values: Array, actions: Array) -> Array:
-    return jnp.take_along_axis(values, actions[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    """values[..., a] for values `[..., A]` and int ids a `[...]`; ids outside [0, A) give NaN
+    (not a wrapped or clamped pick, so a bad id shows)."""
+    picked = jnp.take_along_axis(values, actions[..., None].astype(jnp.int32), axis=-1, mode="fill",
+                                 fill_value=jnp.nan, wrap_negative_indices=False)
+    return picked[..., 0]
 
 
 def _q_sequence_args(fn: str, q_tm1, a_tm1, r_t, discount_t, q_t, a_t=None):

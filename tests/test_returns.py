@@ -482,3 +482,9 @@ def test_nan_padding_in_removed_steps_reaches_neither_values_nor_gradients():
                              np.where(valid[:, None], q, np.nan), 0.5, valid_t=valid)
     np.testing.assert_array_equal(dirty, clean)
     assert float(clean[2]) == 0.0
+    # An out-of-range action id is NaN where it counts (a valid step), and harmless where it doesn't.
+    bad = a.copy()
+    bad[2] = -1
+    np.testing.assert_array_equal(returns.q_lambda(q, bad, r, d, q, 0.5, valid_t=valid), clean)
+    bad[0] = -1
+    assert np.isnan(np.asarray(returns.q_lambda(q, bad, r, d, q, 0.5, valid_t=valid))[0])
