@@ -269,6 +269,8 @@ MEANS = (0.1, 0.5, 0.9)
 BERNOULLI = toy.bandit(MEANS)
 GAUSSIAN = toy.bandit(np.array([-1.0, 2.0]), distribution="gaussian", stddev=0.5)
 RANDOM = toy.bandit(num_arms=4)
+GAUSSIAN3_MEANS = (-10.0, 0.0, 10.0)
+GAUSSIAN3 = toy.bandit(np.array(GAUSSIAN3_MEANS), distribution="gaussian", stddev=0.5)
 
 
 def pulls(env, arm, keys):
@@ -292,6 +294,12 @@ def test_bernoulli_bandit_reward_frequencies():
         assert abs(rewards.mean() - mu) < 4 * np.sqrt(mu * (1 - mu) / len(KEYS))
         assert ts.terminated.all() and ts.valid.all() and not ts.truncated.any()
         np.testing.assert_array_equal(ts.observation, 0.0)
+
+
+def test_bandit_clamps_out_of_range_arms_to_the_nearest():
+    for action, nearest in ((-1, 0), (-7, 0), (3, 2), (99, 2)):
+        rewards = np.asarray(_pulls(GAUSSIAN3, jnp.int32(action), KEYS[:50])[0])
+        assert abs(rewards.mean() - GAUSSIAN3_MEANS[nearest]) < 0.5, (action, rewards.mean())
 
 
 def test_gaussian_bandit_reward_moments():

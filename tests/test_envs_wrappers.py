@@ -218,6 +218,17 @@ def test_episode_stats_update_skips_invalid_steps():
     np.testing.assert_array_equal(stats.num_episodes, [0, 1])
 
 
+def test_last_return_is_the_finished_episodes_exactly():
+    """Not rounded against the previous episode's (much larger) return."""
+    for dtype_stats in (np, jnp):
+        stats = w.episode_stats_init(TimeStep(None, jnp.zeros(1), None, None, None))
+        stats = stats._replace(last_return=dtype_stats.asarray([1e8], np.float32))
+        done = dict(terminated=dtype_stats.asarray([True]), truncated=dtype_stats.asarray([False]),
+                    valid=dtype_stats.asarray([True]))
+        stats = w.episode_stats_update(stats, TimeStep(None, dtype_stats.asarray([-0.1234567], np.float32), **done))
+        assert np.asarray(stats.last_return)[0] == np.float32(-0.1234567)
+
+
 # ----------------------------------------------------------------------------- vectorize
 @given(actions=st.lists(actions_strategy, min_size=NUM_ENVS, max_size=NUM_ENVS))
 def test_vectorize_equals_independent_envs(actions):

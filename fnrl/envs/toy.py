@@ -285,7 +285,7 @@ def bandit(
     Pulling arm `a` pays `r ~ Bernoulli(μ_a)` or `r ~ N(μ_a, stddev²)` and terminates. The means
     are fixed (`means`) or redrawn at every reset (`num_arms`): `μ ~ U(0, 1)` for Bernoulli arms,
     `μ ~ N(0, 1)` for Gaussian ones. The observation is a constant float32 `[1]` zero; actions are
-    int32 arm ids (out-of-range ids are clamped to the nearest arm, as jnp indexing does).
+    int32 arm ids (out-of-range ids, negative ones too, are clamped to the nearest arm).
 
     Args:
       means: float `[num_arms]` fixed arm means (in [0, 1] for Bernoulli arms), or None.
@@ -316,7 +316,7 @@ def bandit(
     def step(state: BanditState, action: ArrayLike) -> tuple[BanditState, TimeStep]:
         action = check_array("action", action, kind="int", rank=0, fn="bandit.step")
         key, draw = jax.random.split(state.key)
-        mu = state.means[action]
+        mu = state.means[jnp.clip(action, 0, arms - 1)]  # (jnp indexing would wrap a negative id)
         if distribution == "bernoulli":
             reward = (jax.random.uniform(draw) < mu).astype(jnp.float32)
         else:

@@ -271,8 +271,10 @@ def episode_stats_update(stats: EpisodeStats, timestep: TimeStep) -> EpisodeStat
     return EpisodeStats(
         episode_return=ret * ongoing,
         episode_length=length * ongoing,
-        last_return=stats.last_return + done * (ret - stats.last_return),
-        last_length=stats.last_length + done * (length - stats.last_length),
+        # One of the two terms is exactly 0: the finished return is kept bit for bit (a blend
+        # `a + done·(b − a)` would round it against the previous episode's).
+        last_return=ret * done + stats.last_return * ongoing,
+        last_length=length * done + stats.last_length * ongoing,
         num_episodes=stats.num_episodes + done.astype(np.int32),
     )
 
