@@ -68,7 +68,9 @@ def make(env_id: str, backend: str = "jax", num_envs: int = 1, **options: Any) -
 
     JAX backend: `options` go to the env's constructor (e.g. `max_episode_steps` for classic
     control, `specification` for MinimalTest-v0, `means`/`num_arms` for Bandit-v0), except
-    `action_repeat=k`, which wraps the env in `wrappers.action_repeat`. The result is
+    `action_repeat=k`, which wraps the env in `wrappers.action_repeat` (outside the env's own
+    time limit, which therefore counts frames: Pendulum with k = 4 truncates after 50 agent
+    steps; raise `max_episode_steps` to keep 200). The result is
     `vectorize(episode_statistics(auto_reset(env)), num_envs)`.
     envpool backend: `options` are envpool_adapter options (Atari `frame_skip`,
     `repeat_action_probability`, `episodic_life`, `reward_clip`, `noop_max`, ...).
