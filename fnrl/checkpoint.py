@@ -104,7 +104,7 @@ def _leaf_data(path: str, x: Any, meta: dict) -> np.ndarray:
     if meta["type"] == "key":
         return np.asarray(jax.random.key_data(x))
     try:
-        data = np.asarray(x)
+        data = np.asarray(x, meta["dtype"]) if meta["type"] == "python" else np.asarray(x)
     except OverflowError as err:
         raise ValueError(f"save: leaf {path}: Python int {x} does not fit in int64") from err
     if not _storable_dtype(data.dtype):

@@ -210,16 +210,18 @@ def n_step_transition(window: Step, discount: float | Array) -> Transition:
     if horizon < 1:
         raise ValueError(f"n_step_transition: `window` needs n + 1 >= 2 rows, got {horizon + 1}")
     done = (window.terminated | window.truncated)[:horizon]
-    gamma = jnp.asarray(discount, window.reward.dtype)
+    # γ in the rewards' float dtype; int rewards get float32 (γ = 0.9 as an int is 0).
+    dtype = window.reward.dtype if jnp.issubdtype(window.reward.dtype, jnp.floating) else jnp.float32
+    gamma = jnp.asarray(discount, dtype)
     # alive[k]: no done among rows 0..k-1, so reward k belongs to the sum.
     alive = jnp.concatenate([jnp.ones_like(done[:1]), ~done[:-1]], axis=0)
     alive = jnp.cumprod(alive.astype(jnp.int32), axis=0).astype(bool)
     steps = jnp.sum(alive, axis=0)
-    powers = gamma ** jnp.arange(horizon, dtype=window.reward.dtype)
+    powers = gamma ** jnp.arange(horizon, dtype=dtype)
     powers = powers.reshape((horizon,) + (1,) * (window.reward.ndim - 1))
     reward = jnp.sum(jnp.where(alive, powers * window.reward[:horizon], 0.0), axis=0)
     last = jnp.take_along_axis(window.terminated[:horizon], (steps - 1)[None], axis=0)[0]
-    bootstrap = jnp.where(last, 0.0, gamma ** steps.astype(window.reward.dtype))
+    bootstrap = jnp.where(last, 0.0, gamma ** steps.astype(dtype))
 
     def at_steps(x):
         index = steps.reshape(steps.shape + (1,) * (x.ndim - 1 - steps.ndim))
@@ -228,7 +230,7 @@ def n_step_transition(window: Step, discount: float | Array) -> Transition:
     return Transition(
         observation=jax.tree.map(lambda x: x[0], window.observation),
         action=jax.tree.map(lambda x: x[0], window.action),
-        reward=reward, discount=bootstrap.astype(window.reward.dtype),
+        reward=reward, discount=bootstrap,
         next_observation=jax.tree.map(at_steps, window.observation),
         steps=steps, extras=jax.tree.map(lambda x: x[0], window.extras))
 
@@ -326,9 +328,13 @@ def _make(fn: str, capacity: int, *, lanes: int, steps: bool, n_step: int, disco
             ok = alive & sampleable_item(stored, ready)
             sampleable = sampleable.at[ready].set(ok | sampleable[ready])
             # One tree write for both: the new slots (not yet sampleable) and the completed ones.
+            # New slot i is also the completed slot of offset i + horizon·lanes when that one is
+            # alive; it is written once, as completed (a scatter must not write a slot twice).
+            shift = horizon * lanes
+            completed_later = jnp.concatenate([alive[shift:], jnp.zeros(min(shift, count), bool)])
             tree = _tree_set(state.tree, jnp.concatenate([slots, ready]),
                              jnp.concatenate([jnp.zeros(count), jnp.where(ok, priorities[ready], 0.0)]),
-                             write=jnp.concatenate([jnp.ones(count, bool), alive]))
+                             write=jnp.concatenate([~completed_later, alive]))
         else:
             tree = _tree_set(state.tree, slots, jnp.full((count,), state.max_priority))
         return state._replace(items=stored, position=(state.position + count) % capacity,

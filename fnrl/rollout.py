@@ -325,6 +325,9 @@ def _trajectory(rec: _Record, lanes: tuple[np.ndarray, ...] | None = None) -> Tr
     order = None if lanes is None else np.argsort(np.concatenate(lanes))
 
     def env_major(x: np.ndarray) -> np.ndarray:
+        if x.ndim < 3:  # [T, lanes] from per-tick scalars: nothing to put in env order
+            raise ValueError("collect: every leaf of the policy's action, memory and extras (and of env_info) "
+                             "must have the env axis first, one value per env; got a leaf with per-tick shape ()")
         x = x.reshape((x.shape[0], -1) + x.shape[3:])
         return x if order is None else x[:, order]
 
@@ -360,7 +363,9 @@ def collect(
     host per tick; the policy's actions, memories and extras stay on the device and are stacked
     in one call after the rollout (`collect_async` also overlaps policy and env time). Works
     with pure-JAX envs too (their step is jitted), so the two backends share agent code and give
-    the same trajectory. The trajectory's arrays are numpy arrays.
+    the same trajectory. The trajectory's arrays are numpy arrays. The env must be batched, and
+    the policy's actions, memories and extras (and `env_info`'s leaves) per-env arrays
+    `[num_envs, ...]`: a per-tick scalar is refused, as it has no env order to follow.
 
     `env_action` maps the policy's action to what the env receives (e.g. clipping to bounds)
     inside the jitted tick; the trajectory records the policy's action.
@@ -370,6 +375,9 @@ def collect(
     `step_fn` object each time, the arrays as its bound arguments) rather than a new closure;
     likewise for `env_action`.
     """
+    if env.num_envs is None:
+        raise ValueError("collect: argument `env` must be a batched env (num_envs set); for one unbatched "
+                         "pure-JAX env use `unroll`")
     tick = _host_tick("collect", policy_step, carry.memory, length, initial_memory, env_action)
     step = jax.jit(env.step) if env.is_jax else env.step
     rec = _record(1)

@@ -251,8 +251,8 @@ def test_loading_never_unpickles(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "leaf", [np.array([object()], dtype=object), np.array(["a", "b"]), "text", object()],
-    ids=["object-array", "str-array", "str", "object"],
+    "leaf", [np.array([object()], dtype=object), np.array(["a", "b"]), "text", object(), 2**63, -2**63 - 1],
+    ids=["object-array", "str-array", "str", "object", "int-above-int64", "int-below-int64"],
 )
 def test_save_refuses_what_needs_pickle(tmp_path, leaf):
     with pytest.raises(ValueError, match=r"save: leaf \['ok'\]\[1\]"):

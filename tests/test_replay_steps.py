@@ -135,6 +135,14 @@ def test_n_step_transition_of_one_window(use_jit, data):
         assert_transition(at(got, lane), np_transition([at(column, k) for k in range(n + 1)], gamma))
 
 
+def test_n_step_transition_of_int_rewards_discounts_in_float():
+    window = fnrl.Step(observation=np.arange(4, dtype=np.float32), action=np.zeros(4, np.int32),
+                       reward=np.ones(4, np.int32), terminated=np.zeros(4, bool), truncated=np.zeros(4, bool),
+                       valid=np.ones(4, bool))
+    got = fnrl.n_step_transition(window, 0.9)
+    assert float(got.reward) == pytest.approx(2.71) and float(got.discount) == pytest.approx(0.729)
+
+
 @jit_variants
 @pytest.mark.parametrize("kind", ["terminated", "truncated"])
 def test_n_step_transitions_stop_at_the_done(use_jit, kind):
@@ -336,6 +344,31 @@ def test_steps_buffer_matches_model(name, data):
             state = fns.update_priorities(state, indices.astype(np.int32), priorities)
             model.update(indices, priorities)
         check_buffer(state, model, fns)
+
+
+@pytest.mark.parametrize("lanes, n_step", [(1, 1), (1, 3), (3, 2)])
+def test_an_add_writes_each_sum_tree_leaf_once(monkeypatch, lanes, n_step):
+    """XLA leaves the order of a scatter's duplicate writes unspecified (on GPU the zero of a new
+    slot could win over its completed priority), so no add may write one leaf twice."""
+    from fnrl import replay
+
+    real, written = replay._tree_set, []
+
+    def checked(tree, slots, values, write=None):
+        mask = np.ones(len(slots), bool) if write is None else np.asarray(write)
+        written.append(np.asarray(slots)[mask])
+        return real(tree, slots, values, write)
+
+    monkeypatch.setattr(replay, "_tree_set", checked)
+    buffer = fnrl.prioritized_replay(8 * lanes, lanes=lanes, steps=True, n_step=n_step, discount=GAMMA)
+    state = buffer.init(example_step())
+    for rows in (1, 4, 9, 2):
+        items = jax.tree.map(lambda x: np.broadcast_to(x, (rows * lanes,) + np.shape(x)).copy(), example_step())
+        state = buffer.add(state, items)
+    assert written and all(len(np.unique(w)) == len(w) for w in written)
+    assert np.asarray(state.sampleable).sum() > 0
+    leaves = np.asarray(state.tree)[len(state.tree) // 2:][: 8 * lanes]
+    np.testing.assert_array_equal(leaves > 0, np.asarray(state.sampleable))
 
 
 @given(step_stream((6, 3)), st.integers(0, 2**31 - 1))

@@ -154,6 +154,15 @@ def test_argument_errors():
         rollout.unroll(policy, env._replace(is_jax=False), carry, 3)
     with pytest.raises(ValueError, match="`length`"):
         rollout.collect(policy, env, carry, 2.5)
+    with pytest.raises(ValueError, match="`env` must be a batched env"):
+        rollout.collect(policy, env._replace(num_envs=None), carry, 2)
+
+    def scalar_extra(key, observation, memory, action=None):
+        out = policy(key, observation, memory, action)
+        return out._replace(extras={**out.extras, "epsilon": jnp.float32(0.1)})  # one value per tick
+
+    with pytest.raises(ValueError, match="env axis first"):
+        rollout.collect(scalar_extra, env, carry, 2)
     with pytest.raises(ValueError, match="`first`"):
         rollout.replay(policy, jax.random.PRNGKey(0), jnp.zeros((3, NUM_ENVS, 1)), jnp.zeros((3, NUM_ENVS), jnp.int32),
                        jnp.zeros((3, NUM_ENVS)), MEMORY)
