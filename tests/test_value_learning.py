@@ -267,17 +267,18 @@ def np_n_step_q(q_tm1, a_tm1, r, d, q_t, n, trunc, valid, selector=None):
             at = lambda x, j: x[(j,) + col]
             if not at(valid, i):
                 continue
-            h, g, disc, done = min(n, T - i), 0.0, 1.0, False
+            h, g, disc, done, last = min(n, T - i), 0.0, 1.0, False, i
             for j in range(i, i + h):
                 if not at(valid, j):
                     continue  # an invalid step is an identity step
+                last = j  # the window bootstraps from its last valid step
                 g += disc * at(r, j)
                 disc *= at(d, j)
                 if at(trunc, j):
                     g, done = g + disc * at(v, j), True
                     break
             if not done:
-                g += disc * at(v, i + h - 1)
+                g += disc * at(v, last)
             out[(i,) + col] = g - q_tm1[(i,) + col][at(a_tm1, i)]
     return out
 
