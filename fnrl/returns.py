@@ -173,7 +173,7 @@ def discounted_returns(
     `util.cumulative_discount` (cumulative_start = `v_t`, discount_t = γ·(1 − terminal)).
     """
     fn = "discounted_returns"
-    r_t = check_array("r_t", r_t, min_rank=1, fn=fn)
+    r_t, discount_t, _ = _sequence_args(fn, r_t, discount_t)  # errors name this function
     v_t = check_broadcastable(fn, "v_t", check_array("v_t", v_t, fn=fn), r_t.shape)
     return lambda_returns(
         r_t,
