@@ -16,8 +16,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 # The main job: PPO on CartPole-v1 (pure-JAX backend), 300 updates of 4 envs x 128 steps, 2 seeds
-# in one vmapped program; leaves
-# runs/demo/{summary.json,metrics.csv,curve.png,checkpoint/}.
+# in one vmapped program; leaves runs/demo/{summary.json,metrics.csv,curve.png,checkpoint/}.
 demo: $(STAMP)
 	rm -rf runs/demo
 	$(BIN)/fnrl train ppo --env CartPole-v1 --steps 153600 --seeds 2 \
