@@ -542,7 +542,7 @@ def write_summary(out: pathlib.Path, run: dict, trainer: Trainer, wall: float, c
     )
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_curve(rows, out / "curve.png", f"{run['agent']} on {run['env']} ({seeds} seed{'s' * (seeds > 1)})")
-    print(f"final return {np.mean(finished) if finished.size else float('nan'):.1f} (per seed: "
+    print(f"final return {np.mean(finished) if finished.size else np.nan:.1f} (per seed: "
           f"{', '.join(f'{x:.1f}' for x in per_seed)}); {wall:.1f} s wall, {compile_seconds:.1f} s compile")
     print(f"wrote {out / 'summary.json'}, {out / 'metrics.csv'}, {out / 'curve.png'}, {out / 'checkpoint'}")
 

@@ -334,7 +334,8 @@ def _flat_action(part: Part, action: Array) -> Array:
     flat = action.reshape(batch + (part.size,))
     if part.family != "categorical":
         return flat
-    return flat.astype(jnp.int32) if part.first_id is None else flat.astype(jnp.int32) - part.first_id
+    flat = flat.astype(jnp.int32)
+    return flat if part.first_id is None else flat - part.first_id
 
 
 def _env_shaped(part: Part, flat: Array) -> Array:

@@ -497,9 +497,10 @@ def image_resize(width: int, height: int, method: str = "bilinear",
     half-pixel centres (TF 2 / Pillow) and, with `antialias`, with the kernel widened by the
     downsampling factor (a low-pass filter). TF 1.x, which TensorForce 0.3 ran on, sampled
     without the half-pixel offset and did not antialias, so its frames differ pixel by pixel;
-    `antialias=False` is the closer of the two. Layout: fnrl returns rows = `height`, columns = `width`; TensorForce 0.3.5.1
-    passed `(width, height)` where TF expects `(height, width)`, i.e. it transposed the two
-    (identical for the usual square 84×84). The output is float (uint8 frames become float32).
+    `antialias=False` is the closer of the two. Layout: fnrl returns rows = `height`, columns =
+    `width`; TensorForce 0.3.5.1 passed `(width, height)` where TF expects `(height, width)`, i.e.
+    it transposed the two (identical for the usual square 84×84). The output is float (uint8
+    frames become float32).
     """
     fn = "image_resize"
     check_positive_int(fn, "width", width)
