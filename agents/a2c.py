@@ -44,7 +44,7 @@ from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
 from fnrl.types import Array, Env, PRNGKey, PyTree
 
 from agents import common, policy, ppo
-from agents.common import check_choice, check_counts, check_ranges
+from agents.common import check_choice, check_counts, check_field_types, check_ranges
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,10 +77,16 @@ class A2CConfig:
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         object.__setattr__(self, "network", policy.network_spec("A2CConfig", self.network))
+        check_field_types("A2CConfig", self)
         check_counts("A2CConfig", self, ("num_envs", "num_steps", "total_steps", "memory_size"))
         check_ranges("A2CConfig", self, (("gamma", 0, 1), ("gae_lambda", 0, 1), ("learning_rate", 0, None),
                                          ("max_grad_norm", 0, None), ("rmsprop_decay", 0, 1),
-                                         ("optimizer_eps", 0, None), ("variable_noise", 0, None)))
+                                         ("optimizer_eps", 0, None), ("variable_noise", 0, None),
+                                         ("ent_coef", 0, None), ("vf_coef", 0, None)))
+        if self.optimizer_eps == 0:  # RMSprop / Adam divide by sqrt(v + eps): a zero gradient entry gives NaN
+            raise ValueError("A2CConfig: field `optimizer_eps` must be > 0, got 0")
+        if self.rmsprop_decay == 1:  # RMSprop's average of g² would never leave its start, 0
+            raise ValueError("A2CConfig: field `rmsprop_decay` must be < 1, got 1")
         check_choice("A2CConfig", "optimizer", self.optimizer, common.OPTIMIZERS)
         check_choice("A2CConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
         check_choice("A2CConfig", "memory", self.memory, policy.MEMORY_CELLS)

@@ -29,7 +29,7 @@ from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
 from fnrl.types import Array, Env, EnvSpec, PRNGKey, PyTree, Spec
 
 from agents import common
-from agents.common import check_counts
+from agents.common import check_counts, check_field_types
 
 ActFn = Callable[[PyTree, PRNGKey, PyTree, Any], PyTree]
 
@@ -43,6 +43,7 @@ class RandomConfig:
     total_steps: int = 100_000  # env steps of the whole run
 
     def __post_init__(self):
+        check_field_types("RandomConfig", self)
         check_counts("RandomConfig", self, ("num_envs", "num_steps", "total_steps"))
 
 
@@ -56,9 +57,9 @@ class ConstantConfig:
     action_value: float = 0.0  # every action part, cast to its dtype
 
     def __post_init__(self):
+        check_field_types("ConstantConfig", self)
         check_counts("ConstantConfig", self, ("num_envs", "num_steps", "total_steps"))
-        if isinstance(self.action_value, bool) or not isinstance(self.action_value, (int, float)) \
-                or not math.isfinite(self.action_value):
+        if not math.isfinite(self.action_value):
             raise ValueError(f"ConstantConfig: field `action_value` must be a finite number, got {self.action_value!r}")
 
 

@@ -16,7 +16,9 @@ the very same functions with a host loop for envs that step outside XLA (envpool
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -128,14 +130,37 @@ def check_counts(owner: str, config: Any, names: tuple[str, ...]) -> None:
             raise ValueError(f"{owner}: field `{name}` must be an int >= 1, got {value!r}")
 
 
-def check_ranges(owner: str, config: Any, ranges: tuple) -> None:
-    """Each `(name, low, high)` field lies in [low, high] (high None: no upper bound)."""
+def check_ranges(owner: str, config: Any, ranges: tuple, allow_inf: tuple[str, ...] = ()) -> None:
+    """Each `(name, low, high)` field lies in [low, high] (high None: no upper bound), and is
+    finite unless named in `allow_inf` (an infinite step size or coefficient only ever gives NaN)."""
     for name, low, high in ranges:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value \
-                or (high is not None and value > high):
-            raise ValueError(f"{owner}: field `{name}` must lie in [{low}, {'inf' if high is None else high}], "
-                             f"got {value!r}")
+                or (high is not None and value > high) or (value == math.inf and name not in allow_inf):
+            raise ValueError(f"{owner}: field `{name}` must be a finite number in "
+                             f"[{low}, {'inf)' if high is None else f'{high}]'}, got {value!r}")
+
+
+def check_field_types(owner: str, config: Any) -> None:
+    """Each field whose default is a bool holds a bool, each whose default is a number holds a
+    number (not a bool), each whose default is a string a string (fields annotated `Optional`
+    or `Any` excepted): a mistyped value fails here, naming the field, rather than at trace time
+    or silently as a truthy flag."""
+    for field in dataclasses.fields(config):
+        default, value = field.default, getattr(config, field.name)
+        if "Optional" in str(field.type) or str(field.type) == "Any":
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        else:
+            continue
+        if not ok:
+            raise ValueError(f"{owner}: field `{field.name}` must be a {type(default).__name__} like its default "
+                             f"{default!r}, got {value!r}")
 
 
 def check_choice(owner: str, name: str, value: Any, choices: tuple) -> None:

@@ -61,16 +61,13 @@ class ESConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        for name in ("num_envs", "num_steps", "population", "total_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ESConfig: field `{name}` must be an int >= 1, got {value!r}")
+        common.check_field_types("ESConfig", self)
+        common.check_counts("ESConfig", self, ("num_envs", "num_steps", "population", "total_steps"))
         if self.population % 2:
             raise ValueError(f"ESConfig: field `population` must be even (antithetic pairs), got {self.population}")
-        if not self.learning_rate >= 0:
-            raise ValueError(f"ESConfig: field `learning_rate` must be >= 0, got {self.learning_rate!r}")
-        if not self.noise_std > 0:
-            raise ValueError(f"ESConfig: field `noise_std` must be > 0, got {self.noise_std!r}")
+        common.check_ranges("ESConfig", self, (("learning_rate", 0, None), ("noise_std", 0, None)))
+        if self.noise_std == 0:
+            raise ValueError("ESConfig: field `noise_std` must be > 0, got 0")
         if self.fitness_shaping not in _FITNESS_SHAPINGS:
             raise ValueError(f"ESConfig: field `fitness_shaping` must be one of {_FITNESS_SHAPINGS}, "
                              f"got {self.fitness_shaping!r}")

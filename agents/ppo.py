@@ -92,11 +92,13 @@ class PPOConfig:
         # JSON gives lists; keep the config hashable and comparable.
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         object.__setattr__(self, "network", policy.network_spec("PPOConfig", self.network))
+        common.check_field_types("PPOConfig", self)
         common.check_counts("PPOConfig", self, ("num_envs", "num_steps", "total_steps", "update_epochs",
                                                 "num_minibatches", "memory_size"))
         common.check_ranges("PPOConfig", self, (("gamma", 0, 1), ("gae_lambda", 0, 1), ("clip_eps", 0, None),
                                                 ("learning_rate", 0, None), ("max_grad_norm", 0, None),
-                                                ("variable_noise", 0, None)))
+                                                ("variable_noise", 0, None)),
+                            allow_inf=("clip_eps",))  # TensorForce's no clipping
         common.check_choice("PPOConfig", "clip_range", self.clip_range, _CLIP_RANGES)
         common.check_choice("PPOConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
         common.check_choice("PPOConfig", "memory", self.memory, policy.MEMORY_CELLS)

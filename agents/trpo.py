@@ -87,20 +87,20 @@ class TRPOConfig:
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         object.__setattr__(self, "network", policy.network_spec("TRPOConfig", self.network))
         common.check_choice("TRPOConfig", "memory", self.memory, policy.MEMORY_CELLS)
-        for name in ("num_envs", "num_steps", "total_steps", "cg_max_iterations", "ls_max_iterations",
-                     "value_epochs", "value_minibatches", "memory_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TRPOConfig: field `{name}` must be an int >= 1, got {value!r}")
-        for name, low, high in (("gamma", 0, 1), ("gae_lambda", 0, 1), ("max_kl", 0, None),
-                                ("cg_damping", 0, None), ("ls_accept_ratio", 0, None), ("ls_parameter", 0, 1),
-                                ("kl_tolerance", 1, None), ("likelihood_ratio_clipping", 0, None),
-                                ("ent_coef", 0, None), ("value_learning_rate", 0, None), ("variable_noise", 0, None)):
-            value = getattr(self, name)
-            if not low <= value or (high is not None and value > high):
-                raise ValueError(f"TRPOConfig: field `{name}` must lie in [{low}, {high or 'inf'}], got {value!r}")
+        common.check_field_types("TRPOConfig", self)
+        common.check_counts("TRPOConfig", self, ("num_envs", "num_steps", "total_steps", "cg_max_iterations",
+                                                 "ls_max_iterations", "value_epochs", "value_minibatches",
+                                                 "memory_size"))
+        common.check_ranges("TRPOConfig", self, (
+            ("gamma", 0, 1), ("gae_lambda", 0, 1), ("max_kl", 0, None), ("cg_damping", 0, None),
+            ("cg_residual_tol", 0, None), ("ls_accept_ratio", 0, None), ("ls_parameter", 0, 1),
+            ("kl_tolerance", 1, None), ("likelihood_ratio_clipping", 0, None), ("ent_coef", 0, None),
+            ("value_learning_rate", 0, None), ("variable_noise", 0, None)))
         if self.max_kl == 0:
             raise ValueError("TRPOConfig: field `max_kl` must be > 0, got 0")
+        if self.ls_parameter == 0 or (self.ls_parameter == 1 and self.ls_mode == "exponential"):
+            raise ValueError(f"TRPOConfig: field `ls_parameter` must be in (0, 1] (< 1 with ls_mode 'exponential'), "
+                             f"got {self.ls_parameter!r}")
         if self.ls_mode not in _LS_MODES:
             raise ValueError(f"TRPOConfig: field `ls_mode` must be one of {_LS_MODES}, got {self.ls_mode!r}")
         common.check_choice("TRPOConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)

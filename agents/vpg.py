@@ -61,7 +61,7 @@ from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
 from fnrl.types import Array, Env, PRNGKey, PyTree
 
 from agents import common, policy
-from agents.common import check_choice, check_counts, check_optimizer, check_ranges
+from agents.common import check_choice, check_counts, check_field_types, check_optimizer, check_ranges
 
 BASELINE_MODES = (None, "states", "network")
 BASELINE_NETWORKS = ("mlp", "cnn", "aggregated")
@@ -108,6 +108,7 @@ class VPGConfig:
         for name in ("hidden_sizes", "baseline_sizes", "baseline_conv_sizes"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "network", policy.network_spec("VPGConfig", self.network))
+        check_field_types("VPGConfig", self)
         check_counts("VPGConfig", self, ("num_envs", "num_steps", "total_steps", "baseline_optimizer_steps",
                                          "memory_size"))
         check_choice("VPGConfig", "memory", self.memory, policy.MEMORY_CELLS)

@@ -124,7 +124,10 @@ def test_act_greedy_takes_the_mode():
 
 
 @pytest.mark.parametrize("field, value", [("num_steps", 0), ("gamma", 1.5), ("gae_lambda", -0.1),
-                                          ("optimizer", "lamb"), ("bounded_actions", "squash")])
+                                          ("optimizer", "lamb"), ("bounded_actions", "squash"),
+                                          ("optimizer_eps", 0.0), ("rmsprop_decay", 1.0), ("vf_coef", float("nan")),
+                                          ("ent_coef", -0.01), ("learning_rate", float("inf")),
+                                          ("normalize_advantages", 2), ("gamma", True)])
 def test_config_rejects_bad_fields(field, value):
     with pytest.raises(ValueError, match=field):
         a2c.A2CConfig(**{field: value})

@@ -130,7 +130,8 @@ def test_deterministic_policy_ignores_the_key():
 
 @pytest.mark.parametrize("field, value", [
     ("num_envs", 0), ("population", 7), ("noise_std", 0.0), ("learning_rate", -1.0),
-    ("fitness_shaping", "ranks"), ("bounded_actions", "squashed"),
+    ("fitness_shaping", "ranks"), ("bounded_actions", "squashed"), ("noise_std", "0.1"),
+    ("learning_rate", float("inf")), ("noise_std", float("inf")), ("deterministic", "yes"),
 ])
 def test_config_rejects_bad_fields(field, value):
     with pytest.raises(ValueError, match=field):

@@ -217,6 +217,7 @@ def test_learns_with_variable_noise():
 @pytest.mark.parametrize("field, value", [
     ("num_minibatches", 3), ("clip_range", "asymmetric"), ("bounded_actions", "squashed"),
     ("gamma", 1.5), ("num_steps", 0), ("clip_eps", -0.1), ("variable_noise", -0.1),
+    ("anneal_lr", 1), ("learning_rate", float("inf")), ("activation", None),
 ])
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):

@@ -91,6 +91,8 @@ def test_multi_part_actions_clipping_and_entropy_respect_the_trust_region():
 @pytest.mark.parametrize("field, value", [
     ("num_envs", 0), ("max_kl", 0.0), ("kl_tolerance", 0.5), ("ls_mode", "cubic"), ("ls_parameter", 1.5),
     ("bounded_actions", "squashed"), ("value_minibatches", 3), ("gae_lambda", 1.5),
+    ("ls_parameter", 0.0), ("ls_parameter", 1.0), ("cg_residual_tol", -1.0), ("max_kl", "0.01"),
+    ("max_kl", float("inf")), ("use_baseline", "no"),
 ])
 def test_config_rejects_bad_fields(field, value):
     with pytest.raises(ValueError, match=field):
