@@ -15,7 +15,8 @@ regressed on the GAE value targets with Adam for `value_epochs` passes in `value
 shuffled minibatches (TensorForce's separate `baseline_optimizer`, G15).
 
 With `likelihood_ratio_clipping` ε > 0 the surrogate is PPO's clipped one (TensorForce's
-`PGProbRatioModel`); with `ent_coef` > 0 an entropy bonus is added to it. With
+`PGProbRatioModel`, with the standard ratio range [1 − ε, 1 + ε] where TensorForce used
+[1/(1 + ε), 1 + ε]); with `ent_coef` > 0 an entropy bonus is added to it. With
 `use_baseline=False` (TensorForce's default `baseline_mode=None`) no critic is trained and Â is
 GAE with V ≡ 0: the discounted returns when `gae_lambda` = 1.
 
