@@ -82,9 +82,8 @@ class A2CConfig:
         check_ranges("A2CConfig", self, (("gamma", 0, 1), ("gae_lambda", 0, 1), ("learning_rate", 0, None),
                                          ("max_grad_norm", 0, None), ("rmsprop_decay", 0, 1),
                                          ("optimizer_eps", 0, None), ("variable_noise", 0, None),
-                                         ("ent_coef", 0, None), ("vf_coef", 0, None)))
-        if self.optimizer_eps == 0:  # RMSprop / Adam divide by sqrt(v + eps): a zero gradient entry gives NaN
-            raise ValueError("A2CConfig: field `optimizer_eps` must be > 0, got 0")
+                                         ("ent_coef", 0, None), ("vf_coef", 0, None)),
+                     positive=("optimizer_eps",))  # RMSprop / Adam divide by sqrt(v + eps): NaN at eps 0
         if self.rmsprop_decay == 1:  # RMSprop's average of g² would never leave its start, 0
             raise ValueError("A2CConfig: field `rmsprop_decay` must be < 1, got 1")
         check_choice("A2CConfig", "optimizer", self.optimizer, common.OPTIMIZERS)

@@ -130,15 +130,18 @@ def check_counts(owner: str, config: Any, names: tuple[str, ...]) -> None:
             raise ValueError(f"{owner}: field `{name}` must be an int >= 1, got {value!r}")
 
 
-def check_ranges(owner: str, config: Any, ranges: tuple, allow_inf: tuple[str, ...] = ()) -> None:
-    """Each `(name, low, high)` field lies in [low, high] (high None: no upper bound), and is
-    finite unless named in `allow_inf` (an infinite step size or coefficient only ever gives NaN)."""
+def check_ranges(owner: str, config: Any, ranges: tuple, allow_inf: tuple[str, ...] = (),
+                 positive: tuple[str, ...] = ()) -> None:
+    """Each `(name, low, high)` field lies in [low, high] (high None: no upper bound; `low`
+    excluded for the names in `positive`), and is finite unless named in `allow_inf` (an
+    infinite step size or coefficient only ever gives NaN)."""
     for name, low, high in ranges:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value \
-                or (high is not None and value > high) or (value == math.inf and name not in allow_inf):
-            raise ValueError(f"{owner}: field `{name}` must be a finite number in "
-                             f"[{low}, {'inf)' if high is None else f'{high}]'}, got {value!r}")
+                or (name in positive and value == low) or (high is not None and value > high) \
+                or (value == math.inf and name not in allow_inf):
+            raise ValueError(f"{owner}: field `{name}` must be a finite number in {'(' if name in positive else '['}"
+                             f"{low}, {'inf)' if high is None else f'{high}]'}, got {value!r}")
 
 
 def check_field_types(owner: str, config: Any) -> None:

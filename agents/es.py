@@ -65,9 +65,8 @@ class ESConfig:
         common.check_counts("ESConfig", self, ("num_envs", "num_steps", "population", "total_steps"))
         if self.population % 2:
             raise ValueError(f"ESConfig: field `population` must be even (antithetic pairs), got {self.population}")
-        common.check_ranges("ESConfig", self, (("learning_rate", 0, None), ("noise_std", 0, None)))
-        if self.noise_std == 0:
-            raise ValueError("ESConfig: field `noise_std` must be > 0, got 0")
+        common.check_ranges("ESConfig", self, (("learning_rate", 0, None), ("noise_std", 0, None)),
+                            positive=("noise_std",))
         if self.fitness_shaping not in _FITNESS_SHAPINGS:
             raise ValueError(f"ESConfig: field `fitness_shaping` must be one of {_FITNESS_SHAPINGS}, "
                              f"got {self.fitness_shaping!r}")

@@ -96,9 +96,7 @@ class TRPOConfig:
             ("gamma", 0, 1), ("gae_lambda", 0, 1), ("max_kl", 0, None), ("cg_damping", 0, None),
             ("cg_residual_tol", 0, None), ("ls_accept_ratio", 0, None), ("ls_parameter", 0, 1),
             ("kl_tolerance", 1, None), ("likelihood_ratio_clipping", 0, None), ("ent_coef", 0, None),
-            ("value_learning_rate", 0, None), ("variable_noise", 0, None)))
-        if self.max_kl == 0:
-            raise ValueError("TRPOConfig: field `max_kl` must be > 0, got 0")
+            ("value_learning_rate", 0, None), ("variable_noise", 0, None)), positive=("max_kl",))
         if self.ls_parameter == 0 or (self.ls_parameter == 1 and self.ls_mode == "exponential"):
             raise ValueError(f"TRPOConfig: field `ls_parameter` must be in (0, 1] (< 1 with ls_mode 'exponential'), "
                              f"got {self.ls_parameter!r}")
