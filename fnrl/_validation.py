@@ -140,3 +140,8 @@ def check_positive_int(fn: str | None, name: str, value: Any) -> int:
         where = f"{fn}: " if fn else ""
         raise ValueError(f"{where}argument `{name}` must be a positive int, got {value!r}")
     return int(value)
+
+
+# Keys every TensorForce layer, exploration and preprocessor spec may carry (TF variable scopes,
+# TensorBoard labels): no meaning in fnrl, so the spec parsers accept and drop them.
+TENSORFORCE_SCOPE_KEYS = ("scope", "summary_labels")

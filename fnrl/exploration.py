@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fnrl._validation import check_array, check_broadcastable, check_static_range
+from fnrl._validation import TENSORFORCE_SCOPE_KEYS, check_array, check_broadcastable, check_static_range
 from fnrl.types import Array, ArrayLike, PRNGKey
 
 # --------------------------------------------------------------------------------------------
@@ -615,8 +615,6 @@ EXPLORATIONS: dict[str, Callable[..., Exploration]] = {
 }
 EXPLORATION_TYPES: tuple[str, ...] = tuple(sorted(EXPLORATIONS))
 
-# TensorForce arguments with no meaning here (TF variable scopes / TensorBoard).
-_SPEC_IGNORED_KEYS = ("scope", "summary_labels")
 
 
 def _check_spec_keys(where: str, kind: str, options: dict) -> None:
@@ -625,7 +623,7 @@ def _check_spec_keys(where: str, kind: str, options: dict) -> None:
         if key not in params:
             raise ValueError(f"exploration_from_spec: {where}[{key!r}] is not a key of type "
                              f"{kind!r}; valid keys: {', '.join(params) or 'none'} "
-                             f"(ignored: {', '.join(_SPEC_IGNORED_KEYS)})")
+                             f"(ignored: {', '.join(TENSORFORCE_SCOPE_KEYS)})")
 
 
 def _build_exploration(spec: Any, where: str) -> Exploration:
@@ -643,7 +641,7 @@ def _build_exploration(spec: Any, where: str) -> Exploration:
     if not isinstance(kind, str) or kind not in EXPLORATIONS:
         raise ValueError(f"exploration_from_spec: {where}['type'] is {kind!r}, not an exploration "
                          f"type; valid types: {', '.join(EXPLORATION_TYPES)}")
-    options = {k: v for k, v in spec.items() if k != "type" and k not in _SPEC_IGNORED_KEYS}
+    options = {k: v for k, v in spec.items() if k != "type" and k not in TENSORFORCE_SCOPE_KEYS}
     _check_spec_keys(where, kind, options)
     try:
         return EXPLORATIONS[kind](**options)

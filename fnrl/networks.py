@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnrl._validation import check_array, check_same_shape
+from fnrl._validation import TENSORFORCE_SCOPE_KEYS, check_array, check_same_shape
 from fnrl.distributions import (
     TENSORFORCE_MAX_LOG_STD,
     TENSORFORCE_MIN_LOG_STD,
@@ -1205,8 +1205,6 @@ _TF_LAYERS: dict[str, tuple[Callable[..., Any], bool, Callable[..., Any]]] = {
     "internal_lstm": (_TFInternalLstm, True, _TFInternalLstm.__init__),
 }
 TF_LAYER_TYPES: tuple[str, ...] = tuple(_TF_LAYERS)
-# Every TensorForce layer takes these (TF variable scopes / TensorBoard); no meaning here, ignored.
-_TF_ONLY_ARGUMENTS = ("scope", "summary_labels")
 
 
 def _spec_arguments(where: str, init: Callable[..., Any], is_module: bool, given: dict) -> None:
@@ -1229,7 +1227,7 @@ def _build_layer(index: int, entry: Any) -> tuple[str, Any]:
     kind, kwargs = entry["type"], {k: v for k, v in entry.items() if k != "type"}
     if callable(kind):  # a custom layer class / factory (TensorForce F31)
         return "custom", kind(**kwargs)
-    kwargs = {k: v for k, v in kwargs.items() if k not in _TF_ONLY_ARGUMENTS}
+    kwargs = {k: v for k, v in kwargs.items() if k not in TENSORFORCE_SCOPE_KEYS}
     if kind not in _TF_LAYERS:
         _fail("network_from_spec", f"argument `layers_spec[{index}]` has unknown type {kind!r}; "
                                    f"known types: {list(TF_LAYER_TYPES)} (or a callable)")

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from fnrl._validation import check_array, check_positive_int
+from fnrl._validation import TENSORFORCE_SCOPE_KEYS, check_array, check_positive_int
 from fnrl.types import Array, ArrayLike
 
 # TensorForce's `util.epsilon`, used by Standardize, Normalize and RunningStandardize.
@@ -715,8 +715,6 @@ PREPROCESSORS: dict[str, Callable[..., Preprocessor]] = {
     "reward_normalize": reward_normalize,
 }
 
-# TensorForce options with no meaning here (TF variable scopes / TensorBoard), accepted and ignored.
-_TF_ONLY_OPTIONS = ("scope", "summary_labels")
 
 
 def _from_entry(entry: Any, where: str) -> Preprocessor:
@@ -731,7 +729,7 @@ def _from_entry(entry: Any, where: str) -> Preprocessor:
     if not callable(factory):
         raise ValueError(f"from_spec: argument `{where}` has unknown type {kind!r}; valid types: "
                          f"{', '.join(sorted(PREPROCESSORS))}")
-    options = {k: v for k, v in entry.items() if k != "type" and k not in _TF_ONLY_OPTIONS}
+    options = {k: v for k, v in entry.items() if k != "type" and k not in TENSORFORCE_SCOPE_KEYS}
     try:
         inspect.signature(factory).bind(**options)
     except TypeError as err:
