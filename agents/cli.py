@@ -286,7 +286,8 @@ def _lower_init(trainer: Trainer, seeds: int, key):
 class _Backend:
     """How a run starts and advances: jitted scans of `update` (jax), or the host loop (envpool).
 
-    `init(chunk) -> states`; `advance(states, first_update, length) -> (states, metrics [seeds, length])`."""
+    `init(chunk) -> states`; `advance(states, first_update, length) -> (states, metrics [seeds, length])`;
+    `chunks` runs advances to the end of the run."""
 
     def __init__(self, trainer: Trainer, run: host.HostRun | None, seed: int, seeds: int):
         self.trainer, self.run, self.seeds = trainer, run, seeds
@@ -352,6 +353,19 @@ class _Backend:
             rows.append(jax.device_get(metrics))
             self._time_update(time.perf_counter() - started)
         return states, jax.tree.map(lambda *xs: np.stack(xs, axis=1), *rows)
+
+    def chunks(self, states, done: int, total: int, length: int):
+        """Yields `(updates done, states, metrics on the host)` after each chunk of up to `length`
+        updates until `total`. On the jax backend the next chunk is queued before a chunk's metrics
+        are read, so XLA keeps training while the caller writes metrics and checkpoints; a caller
+        that stops early (Ctrl-C) keeps the last yielded states and drops the chunk in flight."""
+        queued = None
+        while done < total:
+            states, metrics = queued or self.advance(states, done, min(length, total - done))
+            done += min(length, total - done)
+            pipelined = self.run is None and done < total
+            queued = self.advance(states, done, min(length, total - done)) if pipelined else None
+            yield done, states, jax.device_get(metrics)
 
     def _time_update(self, seconds: float) -> None:
         """Host loop: compilation happens inside the first update; count its excess over the second."""
@@ -481,14 +495,12 @@ def train(args) -> int:
                unit="step", unit_scale=True, desc=f"{run['agent']} {run['env']}", dynamic_ncols=True)
     last_saved = done
     try:
-        while done < total:
-            length = min(chunk_len, total - done)
-            new_states, metrics = backend.advance(states, done, length)
-            metrics = jax.device_get(metrics)  # waits for the chunk; Ctrl-C here keeps `states`
+        # Ctrl-C while a chunk runs keeps `states` and `done` of the last finished one.
+        for chunk_done, chunk_states, metrics in backend.chunks(states, done, total, chunk_len):
             rows = _metric_rows(metrics, done, run["seeds"])
             write_metrics(out / "metrics.csv", rows, list(rows[0].keys()))
-            states, done = new_states, done + length
-            bar.update(length * trainer.steps_per_update * run["seeds"])
+            bar.update((chunk_done - done) * trainer.steps_per_update * run["seeds"])
+            states, done = chunk_states, chunk_done
             recent = _recent_return(metrics)
             if recent is not None:
                 bar.set_postfix(ret=f"{recent:.1f}")

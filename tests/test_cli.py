@@ -133,6 +133,26 @@ def test_keyboard_interrupt_checkpoints_the_last_finished_chunk(tmp_path, monkey
     assert final_params(out)[1] == 4  # two finished chunks of 2 updates were saved on Ctrl-C
 
 
+def test_the_next_chunk_is_queued_before_a_chunk_is_handed_over(monkeypatch):
+    """The device keeps training while the CLI writes a chunk's metrics: by the time a chunk is
+    yielded the next one has been dispatched, and the states are those of plain advances."""
+    _, trainer, _ = cli.make_run("dummy", "CartPole-v1", "jax", 1, {"total_steps": 96})
+    backend = cli._Backend(trainer, None, 0, 1)
+    start = backend.init(2)
+    real_advance, calls = backend.advance, []
+    monkeypatch.setattr(backend, "advance", lambda states, first, length: calls.append((first, length))
+                        or real_advance(states, first, length))
+    chunks = backend.chunks(start, 0, 5, 2)
+    done, _, metrics = next(chunks)
+    assert done == 2 and calls == [(0, 2), (2, 2)] and isinstance(jax.tree.leaves(metrics)[0], np.ndarray)
+    rest = list(chunks)
+    assert [c[0] for c in rest] == [4, 5] and calls == [(0, 2), (2, 2), (4, 1)]
+    expected = start
+    for first, length in calls:
+        expected, _ = real_advance(expected, first, length)
+    assert _tree_equal(rest[-1][1], expected)
+
+
 def test_eval_plays_the_saved_policy(tmp_path, capsys):
     out = tmp_path / "run"
     cli.main(["train", "dummy", "--env", "CartPole-v1", "--steps", "160", "--out", str(out)])
