@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import platform
 import time
@@ -14,8 +15,10 @@ HEADER = "# Benchmarks\n\nEvery figure here comes from a script in `benchmarks/`
 
 def machine() -> str:
     """A one-line description of where the numbers were measured."""
-    return (f"{platform.processor() or platform.machine()}, {jax.device_count()} × {jax.devices()[0].platform}, "
-            f"jax {jax.__version__}, Python {platform.python_version()}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{platform.processor() or platform.machine()}, {cores} CPU cores, {jax.device_count()} × "
+            f"{jax.devices()[0].platform} JAX device(s) in the reporting process, jax {jax.__version__}, "
+            f"Python {platform.python_version()}")
 
 
 def update_section(name: str, title: str, command: str, body: str) -> None:

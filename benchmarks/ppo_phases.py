@@ -8,11 +8,12 @@ subprocess (nothing compiled yet, compilation caches off) that times, in this or
   the start (`_Backend.init`: `init` compiled for compile speed on a helper thread
   while the chunk of updates, `agents.cli.chunk_length`, is traced, lowered inside
   `fnrl.unrolled_threefry()` and compiled; then `init` runs), and the run: every chunk through
-  `_Backend.advance` with its metrics fetched to the host (the CLI's loop without metrics.csv,
-  progress bar and checkpoints, which cost ≈ 0.1 s in all);
+  `_Backend.chunks` with its metrics fetched to the host (the CLI's loop without metrics.csv,
+  progress bar and checkpoints);
 - with `--split`, after those, the start's pieces one after another in the same process:
   `init` traced + lowered, compiled, run; the chunk traced + lowered, compiled; and the same
-  chunk lowered with JAX's default (rolled) threefry lowering on CPU, compiled and run.
+  chunk lowered with JAX's default (rolled) threefry lowering on CPU, compiled and run; then
+  both runs again, alternating, to compare their speed per update within one process.
 
 Figures are medians over repeats; plain and fnrl alternate first from one repeat to the next.
 
@@ -22,6 +23,7 @@ Figures are medians over repeats; plain and fnrl alternate first from one repeat
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -32,6 +34,7 @@ import time
 from benchmarks._report import update_section
 
 STEPS = 500_000
+RERUNS = 3
 FNRL_BEFORE_RUN = ("build", "start")
 PLAIN_BEFORE_RUN = ("lower", "compile")
 
@@ -50,8 +53,9 @@ def _plain_phases(steps: int) -> dict:
     key = jax.random.PRNGKey(0)
     lowered, lower = _timed(jax.jit(plain_ppo.make_train(plain_ppo.Config(total_steps=steps))).lower, key)
     compiled, compile_ = _timed(lowered.compile)
-    _, run = _timed(lambda: jax.block_until_ready(compiled(key)))
-    return {"lower": lower, "compile": compile_, "run": run}
+    rerun = lambda: jax.block_until_ready(compiled(key))  # noqa: E731
+    _, run = _timed(rerun)
+    return {"lower": lower, "compile": compile_, "run": run}, rerun
 
 
 def _fnrl_phases(steps: int, split: bool) -> dict:
@@ -64,13 +68,13 @@ def _fnrl_phases(steps: int, split: bool) -> dict:
     backend = cli._Backend(trainer, None, seed=0, seeds=1)
     states, start = _timed(lambda: jax.block_until_ready(backend.init(length)))
 
-    def run_chunks(advance, states):
-        for done in range(0, trainer.num_updates, length):
-            states, metrics = advance(states, done, length)
-            jax.device_get(metrics)
+    def run_chunks(states):
+        for _, states, _ in backend.chunks(states, 0, trainer.num_updates, length):
+            pass
         return jax.block_until_ready(states)
 
-    _, run = _timed(run_chunks, backend.advance, states)
+    rerun = functools.partial(run_chunks, states)
+    _, run = _timed(rerun)
     out = {"build": build, "start": start, "run": run, "chunk": length}
     if split:
         key = jax.random.PRNGKey(0)
@@ -80,19 +84,31 @@ def _fnrl_phases(steps: int, split: bool) -> dict:
         lowered, out["lower"] = _timed(cli._lower_chunk, trainer, length, 1, states)
         _, out["compile"] = _timed(lowered.compile)
         rolled, out["lower_rolled"] = _timed(cli._chunk_fn(trainer, length, 1).lower, states)
-        rolled, out["compile_rolled"] = _timed(rolled.compile)
-        _, out["run_rolled"] = _timed(run_chunks, lambda states, *_: rolled(states), states)
-    return out
+        unrolled = backend._chunks[length]
+        backend._chunks[length], out["compile_rolled"] = _timed(rolled.compile)  # the run below uses it
+        _, out["run_rolled"] = _timed(run_chunks, states)
+        backend._chunks[length] = unrolled
+    return out, rerun
 
 
 def child(steps: int, plain_first: bool, split: bool) -> dict:
-    """One repeat, in this (fresh) process."""
+    """One repeat, in this (fresh) process; with `split` also `RERUNS` alternating reruns of the
+    two compiled runs (the same process, so the same machine state for both)."""
     import jax
 
     jax.config.update("jax_enable_compilation_cache", False)
     order = ("plain", "fnrl") if plain_first else ("fnrl", "plain")
     runs = {"plain": lambda: _plain_phases(steps), "fnrl": lambda: _fnrl_phases(steps, split)}
-    return {name: runs[name]() for name in order}
+    results, reruns = {}, {}
+    for name in order:
+        results[name], reruns[name] = runs[name]()
+    if split:
+        for name in order:
+            results[name]["reruns"] = []
+        for _ in range(RERUNS):
+            for name in order:
+                results[name]["reruns"].append(_timed(reruns[name])[1])
+    return results
 
 
 def measure(steps: int, repeats: int, split: bool) -> list[dict]:
@@ -141,6 +157,12 @@ def to_markdown(results: list[dict], split: bool) -> str:
             f"{m('fnrl', 'start'):.2f} s. The same chunk lowered with JAX's rolled threefry loop (the CPU default): "
             f"trace + lower {m('fnrl', 'lower_rolled'):.2f} s, compile {m('fnrl', 'compile_rolled'):.2f} s, "
             f"run {m('fnrl', 'run_rolled'):.2f} s.")
+        pairs = [f / p for r in results for f, p in zip(r["fnrl"]["reruns"], r["plain"]["reruns"])]
+        lines.append(
+            f"Run time per update in one process (`--split`: after the pieces, {RERUNS} alternating reruns of "
+            f"plain's compiled program and fnrl's chunk loop per repeat): fnrl / plain = "
+            f"{statistics.median(pairs):.3f}, median of {len(pairs)} pairs "
+            f"(range {min(pairs):.3f}–{max(pairs):.3f}).")
     return "\n".join(lines)
 
 

@@ -152,20 +152,16 @@ def verdict(results: dict[str, list[dict]]) -> str:
 NOTES = """Cold runs: both sides compile from scratch (fnrl's cache off) and then run the same arithmetic.
 fnrl compiles `init` for compile speed on a helper thread while it traces the chunk of updates,
 lowers the chunk with unrolled threefry, and runs its named optimizers on raveled parameters
-(fewer, larger kernels); the phases are in the `ppo_phases` section below. Per update the two
-run alike: in one process (2026-12-03), scans of 48 updates from the same state took 3.87 ms per
-update for fnrl's update, 3.95 ms in the CLI's 16-update chunk and 3.93 ms for plain's, and the
-CLI's 61 chunks took 3.9–4.3 s in fresh processes. In these benchmark processes fnrl's run moves
-more (4.1–4.9 s) than plain's single program (3.9–4.0 s), for reasons not found (CPU async
-dispatch on or off made no difference). The CLI's run also counts ≈ 0.07 s of backend start-up
-(plain creates its first key before its timer) and ≈ 0.1 s of host loop (metrics.csv, progress
-bar, 9 checkpoints). On this shared 2-core
-machine a single run's wall moves by 10–25%, so read the per-repeat ratios next to the medians.
-`lax.scan(unroll=k)` made compilation 2× (k = 8) to 11× (k = 32) slower and the run no faster.
-Warm runs: `fnrl` keeps compiled programs on disk by default (`FNRL_COMPILATION_CACHE`), so a rerun,
-a resume or an eval skips compilation; the plain program gets JAX's cache too
-(`JAX_COMPILATION_CACHE_DIR`) for a like-for-like warm comparison. 8 seeds: one program, the seeds
-vmapped and split over one JAX CPU device per core (`fnrl.vmap_over_devices`), so both cores work."""
+(fewer, larger kernels); it queues each chunk before reading the previous one's metrics, so the
+host's metrics.csv, progress bar and checkpoints overlap training. Phase by phase, and the run
+time per update of the two compiled programs side by side in one process, see the `ppo_phases`
+section below. The CLI's run also counts its backend start-up (plain creates its first key
+before its timer) and the first chunk's extra cost. On this shared 2-core machine a single run's
+wall moves by 10–25%, so read the per-repeat ratios next to the medians. Warm runs: `fnrl` keeps
+compiled programs on disk by default (`FNRL_COMPILATION_CACHE`), so a rerun, a resume or an eval
+skips compilation; the plain program gets JAX's cache too (`JAX_COMPILATION_CACHE_DIR`) for a
+like-for-like warm comparison. 8 seeds: one program, the seeds vmapped and split over one JAX CPU
+device per core (`fnrl.vmap_over_devices`), so both cores work."""
 
 
 def write_benchmarks_md(report: str, steps: int, repeats: int, load: tuple[float, float]) -> None:
