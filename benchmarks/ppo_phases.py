@@ -45,7 +45,14 @@ def _timed(fn, *args):
     return out, time.perf_counter() - start
 
 
-def _plain_phases(steps: int) -> dict:
+def _timed_with_cpu(fn) -> tuple[float, float]:
+    """Wall seconds of `fn()` and this process's CPU seconds (all threads) meanwhile."""
+    cpu = time.process_time()
+    _, wall = _timed(fn)
+    return wall, time.process_time() - cpu
+
+
+def _plain_phases(steps: int) -> tuple[dict, dict]:
     import jax
 
     from benchmarks import plain_ppo
@@ -55,10 +62,10 @@ def _plain_phases(steps: int) -> dict:
     compiled, compile_ = _timed(lowered.compile)
     rerun = lambda: jax.block_until_ready(compiled(key))  # noqa: E731
     _, run = _timed(rerun)
-    return {"lower": lower, "compile": compile_, "run": run}, rerun
+    return {"lower": lower, "compile": compile_, "run": run}, {"plain": rerun}
 
 
-def _fnrl_phases(steps: int, split: bool) -> dict:
+def _fnrl_phases(steps: int, split: bool) -> tuple[dict, dict]:
     import jax
 
     from agents import cli
@@ -68,13 +75,13 @@ def _fnrl_phases(steps: int, split: bool) -> dict:
     backend = cli._Backend(trainer, None, seed=0, seeds=1)
     states, start = _timed(lambda: jax.block_until_ready(backend.init(length)))
 
-    def run_chunks(states):
+    def run_chunks(backend, states):
         for _, states, _ in backend.chunks(states, 0, trainer.num_updates, length):
             pass
         return jax.block_until_ready(states)
 
-    rerun = functools.partial(run_chunks, states)
-    _, run = _timed(rerun)
+    reruns = {"fnrl": functools.partial(run_chunks, backend, states)}
+    _, run = _timed(reruns["fnrl"])
     out = {"build": build, "start": start, "run": run, "chunk": length}
     if split:
         key = jax.random.PRNGKey(0)
@@ -84,16 +91,17 @@ def _fnrl_phases(steps: int, split: bool) -> dict:
         lowered, out["lower"] = _timed(cli._lower_chunk, trainer, length, 1, states)
         _, out["compile"] = _timed(lowered.compile)
         rolled, out["lower_rolled"] = _timed(cli._chunk_fn(trainer, length, 1).lower, states)
-        unrolled = backend._chunks[length]
-        backend._chunks[length], out["compile_rolled"] = _timed(rolled.compile)  # the run below uses it
-        _, out["run_rolled"] = _timed(run_chunks, states)
-        backend._chunks[length] = unrolled
-    return out, rerun
+        rolled_backend = cli._Backend(trainer, None, seed=0, seeds=1)
+        rolled_backend._chunks[length], out["compile_rolled"] = _timed(rolled.compile)
+        reruns["fnrl rolled"] = functools.partial(run_chunks, rolled_backend, states)
+        _, out["run_rolled"] = _timed(reruns["fnrl rolled"])
+    return out, reruns
 
 
 def child(steps: int, plain_first: bool, split: bool) -> dict:
     """One repeat, in this (fresh) process; with `split` also `RERUNS` alternating reruns of the
-    two compiled runs (the same process, so the same machine state for both)."""
+    compiled runs (the same process, so the same machine state for each): `[wall, CPU]` seconds
+    under "reruns"."""
     import jax
 
     jax.config.update("jax_enable_compilation_cache", False)
@@ -101,13 +109,13 @@ def child(steps: int, plain_first: bool, split: bool) -> dict:
     runs = {"plain": lambda: _plain_phases(steps), "fnrl": lambda: _fnrl_phases(steps, split)}
     results, reruns = {}, {}
     for name in order:
-        results[name], reruns[name] = runs[name]()
+        results[name], more = runs[name]()
+        reruns.update(more)
     if split:
-        for name in order:
-            results[name]["reruns"] = []
+        results["reruns"] = {name: [] for name in reruns}
         for _ in range(RERUNS):
-            for name in order:
-                results[name]["reruns"].append(_timed(reruns[name])[1])
+            for name, rerun in reruns.items():
+                results["reruns"][name].append(_timed_with_cpu(rerun))
     return results
 
 
@@ -157,13 +165,24 @@ def to_markdown(results: list[dict], split: bool) -> str:
             f"{m('fnrl', 'start'):.2f} s. The same chunk lowered with JAX's rolled threefry loop (the CPU default): "
             f"trace + lower {m('fnrl', 'lower_rolled'):.2f} s, compile {m('fnrl', 'compile_rolled'):.2f} s, "
             f"run {m('fnrl', 'run_rolled'):.2f} s.")
-        pairs = [f / p for r in results for f, p in zip(r["fnrl"]["reruns"], r["plain"]["reruns"])]
-        lines.append(
-            f"Run time per update in one process (`--split`: after the pieces, {RERUNS} alternating reruns of "
-            f"plain's compiled program and fnrl's chunk loop per repeat): fnrl / plain = "
-            f"{statistics.median(pairs):.3f}, median of {len(pairs)} pairs "
-            f"(range {min(pairs):.3f}–{max(pairs):.3f}).")
+        lines.append(_reruns_markdown(results))
     return "\n".join(lines)
+
+
+def _reruns_markdown(results: list[dict]) -> str:
+    """The same-process reruns: each fnrl run's wall against plain's next to it, and CPU seconds
+    per wall second (above 1: more than one thread at work)."""
+    reruns = [r["reruns"] for r in results]
+    parts = []
+    for name in ("fnrl", "fnrl rolled"):
+        ratios = [w / p[0] for r in reruns for (w, _), p in zip(r[name], r["plain"])]
+        parts.append(f"{name} / plain wall {statistics.median(ratios):.3f} "
+                     f"(range {min(ratios):.2f}–{max(ratios):.2f})")
+    busy = {name: statistics.median(c / w for r in reruns for w, c in r[name]) for name in reruns[0]}
+    return (f"Run time per update in one process (`--split`: after the pieces, {RERUNS} alternating reruns of "
+            f"plain's program, fnrl's chunk loop and the rolled-threefry chunk loop per repeat, medians of "
+            f"{len(results) * RERUNS}): {'; '.join(parts)}. CPU seconds per wall second of run: "
+            + ", ".join(f"{name} {value:.2f}" for name, value in busy.items()) + ".")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -197,26 +216,26 @@ def main(argv: list[str] | None = None) -> None:
 NOTES = """Reading the split: before the first update both sides compile about the same XLA work (the
 plain program compiles its `init` inside the training program at full optimization; fnrl compiles
 `init` on its own, for compile speed, on a helper thread while it traces the chunk of updates) and
-then run the same arithmetic — the learning phase alone is 16 minibatch steps of forward and
-backward passes of two 64-64 MLPs on 128 samples per update, ≈ 1e11 FLOP of matrix products over
-the run (from the shapes). Where the two columns differ is where fnrl costs or saves time against
-a program that does the same work.
+then run the same arithmetic: from the same rollout, parameters and keys one fnrl update matches
+the plain program's to float rounding. The learning phase is 16 minibatch steps of forward and
+backward passes of two 64-64 MLPs on 128 samples per update, most of the run.
 
-XLA:CPU spends most of a compile generating one kernel per fusion (≈ 10–20 ms each), and runs a
-program as one thunk per kernel, so fnrl keeps kernels few: it lowers its chunks inside
-`fnrl.unrolled_threefry()` (a profile counted ≈ 200 fusion kernels in the chunk with JAX's rolled
-threefry loops, ≈ 160 unrolled); its named optimizers run on the raveled parameters
-(`optax.flatten`: 98 kernels per minibatch step instead of 152, as the plain program's per-leaf
-optax has); `init` compiles at LLVM level 0 with XLA:CPU's older elementwise emitters (≈ 0.45 s
-against ≈ 0.75 s with the default emitters, the same bits). Levers measured on 2026-12-03 that
-saved nothing: XLA backend optimization levels 1 and 2 for the chunk; level 0 for the chunk
-(compile ≈ 1.55 s but the run ≈ 3× slower); the older emitters for the chunk (compile ≈ 1.8 s, run
-7.4 s against 4.5 s); `xla_llvm_disable_expensive_passes`, `xla_cpu_parallel_codegen_split_count`;
-an unrolled threefry for `init` (≈ 0.4 s slower to compile at level 0). XLA already compiles on
-both cores (≈ 1.65 CPU-seconds per second of a chunk's compile), which is why running `init`'s
-compile next to the chunk's saves less than its length. The first compilation in a fresh process also pays XLA's
-one-time set-up: fnrl's start took ≈ 2.8–2.9 s in the repeats where plain ran first and ≈ 3.4–3.5
-s where fnrl did (plain's compile moves the other way, less), hence the alternating order."""
+XLA:CPU spends most of a compile generating one kernel per fusion, and runs a program as one
+thunk per kernel, so fnrl keeps kernels few: it lowers its chunks inside
+`fnrl.unrolled_threefry()` (the split above compares the rolled lowering), its named optimizers
+run on the raveled parameters (`optax.flatten`), and `init` compiles at LLVM level 0 with
+XLA:CPU's older elementwise emitters. XLA already compiles on both cores, which is why running
+`init`'s compile next to the chunk's saves less than its length. The CPU-per-wall figures of the
+reruns show fnrl's chunk loop keeping a second XLA thread busy where the plain program runs on
+one (XLA:CPU's thunk executor runs independent kernels of a loop body concurrently), with no gain
+in wall time on kernels this small; when other jobs share the two cores, that thread competes
+with them. Tried on 2026-12-03 without a gain in
+compile or run: XLA backend optimization levels 0–2 for the chunk, the older emitters for the
+chunk (they compile faster but run the learning phase's elementwise kernels ≈ 1.6× slower),
+`xla_llvm_disable_expensive_passes`, `xla_cpu_parallel_codegen_split_count`,
+`xla_cpu_multi_thread_eigen=false`, and splitting each minibatch over the two CPU devices (the
+cross-device all-reduces made an update several times slower). The first compilation in a fresh
+process also pays XLA's one-time set-up, hence plain and fnrl alternate first."""
 
 
 if __name__ == "__main__":
