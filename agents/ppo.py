@@ -42,12 +42,12 @@ from jax import lax
 
 import fnrl
 from fnrl import preprocessing
+from fnrl.policy_gradients import CLIP_RANGES
 from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
 from fnrl.types import Array, Env, PRNGKey, PyTree
 
 from agents import common, policy
 
-_CLIP_RANGES = ("symmetric", "tensorforce")
 # Observation statistics start, as OpenAI baselines' VecNormalize, from a unit-variance prior of
 # weight 1e-4, so the first rollout sees raw observations.
 _OBS_PRIOR_COUNT = 1e-4
@@ -99,7 +99,7 @@ class PPOConfig:
                                                 ("learning_rate", 0, None), ("max_grad_norm", 0, None),
                                                 ("variable_noise", 0, None)),
                             allow_inf=("clip_eps",))  # TensorForce's no clipping
-        common.check_choice("PPOConfig", "clip_range", self.clip_range, _CLIP_RANGES)
+        common.check_choice("PPOConfig", "clip_range", self.clip_range, CLIP_RANGES)
         common.check_choice("PPOConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
         common.check_choice("PPOConfig", "memory", self.memory, policy.MEMORY_CELLS)
         common.check_optimizer("PPOConfig", "optimizer", self.optimizer)

@@ -272,15 +272,17 @@ def _pg_fields(agent_type: str, tf: dict) -> dict:
 
 def _ppo_fields(tf: dict, names: set) -> dict:
     """PPO: `optimization_steps` full-batch steps of `step_optimizer` (TensorForce's multi_step;
-    a plain adam keeps TensorForce's epsilon 1e-8), no gradient clipping, and no ratio clipping
-    when `likelihood_ratio_clipping` is None. Unlike TensorForce, fnrl's PPO always trains its
-    critic (a "states" baseline, also for `baseline_mode=None`) jointly with the policy."""
+    a plain adam keeps TensorForce's epsilon 1e-8), no gradient clipping, and the ratio clipped to
+    TensorForce's [1/(1+ε), 1+ε], or not at all when `likelihood_ratio_clipping` is None. Unlike
+    TensorForce, fnrl's PPO always trains its critic (a "states" baseline, also for
+    `baseline_mode=None`) jointly with the policy."""
     if tf["baseline_mode"] not in (None, "states") or tf["baseline"] is not None or tf["baseline_optimizer"]:
         raise _tf_error("ppo_agent", "baseline_mode", "may only be None or 'states' (PPO's own critic), "
                         "without `baseline` / `baseline_optimizer`")
     clip = tf["likelihood_ratio_clipping"]
     return {**_pg_fields("ppo_agent", tf), "update_epochs": tf["optimization_steps"], "num_minibatches": 1,
-            "anneal_lr": False, "clip_eps": math.inf if clip is None else clip, "clip_value_loss": False,
+            "anneal_lr": False, "clip_eps": math.inf if clip is None else clip, "clip_range": "tensorforce",
+            "clip_value_loss": False,
             "gae_lambda": 1.0 if tf["gae_lambda"] is None else tf["gae_lambda"],
             "max_grad_norm": 0.0, "adam_eps": 1e-8,
             **_optimizer_fields("ppo_agent", "step_optimizer", tf["step_optimizer"], names)}
@@ -304,7 +306,7 @@ def _trpo_fields(tf: dict, names: set) -> dict:
                         "without a `baseline` spec")
     fields = {**_pg_fields("trpo_agent", tf), "max_kl": tf["learning_rate"],
               "cg_max_iterations": tf["cg_max_iterations"], "cg_damping": tf["cg_damping"], "ls_accept_ratio": 0.9,
-              "likelihood_ratio_clipping": tf["likelihood_ratio_clipping"] or 0.0,
+              "likelihood_ratio_clipping": tf["likelihood_ratio_clipping"] or 0.0, "clip_range": "tensorforce",
               "gae_lambda": 1.0 if tf["gae_lambda"] is None else tf["gae_lambda"],
               "use_baseline": tf["baseline_mode"] is not None, "value_minibatches": 1}
     if tf["baseline_optimizer"] is not None:
@@ -356,7 +358,8 @@ def tensorforce_config(spec: dict) -> tuple[str, dict]:
     defaults (`TENSORFORCE_DEFAULTS`), `IGNORED_KEYS` are dropped, anything else is an error.
     Mapping: batch_size → num_steps with num_envs = 1; discount → gamma; entropy_regularization
     → ent_coef; likelihood_ratio_clipping → clip_eps (PPO; None = no clipping) or
-    likelihood_ratio_clipping (TRPO); optimization_steps → update_epochs with one minibatch;
+    likelihood_ratio_clipping (TRPO), both with TensorForce's ratio range [1/(1+ε), 1+ε]
+    (`clip_range="tensorforce"`); optimization_steps → update_epochs with one minibatch;
     gae_lambda (None: discounted returns − baseline, i.e. λ = 1 for PPO / TRPO); baseline_mode /
     baseline / baseline_optimizer; learning_rate (TRPO) → max_kl; cg_max_iterations, cg_damping;
     network (or network_spec) → hidden_sizes + activation, or the recipe's `network` field;

@@ -15,8 +15,9 @@ regressed on the GAE value targets with Adam for `value_epochs` passes in `value
 shuffled minibatches (TensorForce's separate `baseline_optimizer`, G15).
 
 With `likelihood_ratio_clipping` ε > 0 the surrogate is PPO's clipped one (TensorForce's
-`PGProbRatioModel`, with the standard ratio range [1 − ε, 1 + ε] where TensorForce used
-[1/(1 + ε), 1 + ε]); with `ent_coef` > 0 an entropy bonus is added to it. With
+`PGProbRatioModel`), with the ratio in [1 − ε, 1 + ε], or TensorForce's [1/(1 + ε), 1 + ε] with
+`clip_range="tensorforce"` (as the TensorForce facade sets); with `ent_coef` > 0 an entropy bonus
+is added to it. With
 `use_baseline=False` (TensorForce's default `baseline_mode=None`) no critic is trained and Â is
 GAE with V ≡ 0: the discounted returns when `gae_lambda` = 1.
 
@@ -42,6 +43,7 @@ import optax
 from jax import lax
 
 import fnrl
+from fnrl.policy_gradients import CLIP_RANGES
 from fnrl.rollout import PolicyOutput, RolloutCarry, Trajectory
 from fnrl.types import Array, Env, PRNGKey, PyTree
 
@@ -69,6 +71,7 @@ class TRPOConfig:
     ls_parameter: float = 0.5
     kl_tolerance: float = 1.5  # line search rejects steps with KL > kl_tolerance · max_kl
     likelihood_ratio_clipping: float = 0.0  # ε of a PPO-clipped surrogate; 0 = plain surrogate
+    clip_range: str = "symmetric"  # or "tensorforce": ratio in [1/(1+ε), 1+ε] (see agents.ppo)
     ent_coef: float = 0.0
     gamma: float = 0.99
     gae_lambda: float = 0.97
@@ -103,6 +106,7 @@ class TRPOConfig:
         if self.ls_mode not in _LS_MODES:
             raise ValueError(f"TRPOConfig: field `ls_mode` must be one of {_LS_MODES}, got {self.ls_mode!r}")
         common.check_choice("TRPOConfig", "bounded_actions", self.bounded_actions, policy.BOUNDED_ACTIONS)
+        common.check_choice("TRPOConfig", "clip_range", self.clip_range, CLIP_RANGES)
         if policy.is_recurrent_spec(self.network, self.memory):
             if self.num_envs % self.value_minibatches:  # recurrent minibatches hold whole env sequences
                 raise ValueError(f"TRPOConfig: field `value_minibatches` ({self.value_minibatches}) must divide "
@@ -172,13 +176,14 @@ def _forward(agent: _Agent, policy_params: PyTree, value_params: PyTree, batch: 
 
 def surrogate_loss(agent: _Agent, policy_params: PyTree, value_params: PyTree, batch: TRPOBatch) -> Array:
     """−E[ρ Â] − ent_coef · H[π] on the valid samples (`fnrl.trpo_surrogate`), or PPO's clipped
-    −E[min(ρÂ, clip(ρ, 1 ± ε)Â)] (`fnrl.ppo_clip_loss`) when `likelihood_ratio_clipping` ε > 0."""
+    −E[min(ρÂ, clip(ρ, lo, hi)Â)] (`fnrl.ppo_clip_loss` with `clip_range`) when
+    `likelihood_ratio_clipping` ε > 0."""
     cfg = agent.config
     dist_params, _ = _forward(agent, policy_params, value_params, batch)
     log_prob = policy.log_prob(agent.spaces, dist_params, batch.action)
     if cfg.likelihood_ratio_clipping > 0:
         loss, _ = fnrl.ppo_clip_loss(log_prob, batch.log_prob, batch.advantage, cfg.likelihood_ratio_clipping,
-                                     batch.mask)
+                                     batch.mask, cfg.clip_range)
     else:
         loss = -fnrl.trpo_surrogate(log_prob, batch.log_prob, batch.advantage, batch.mask)
     if cfg.ent_coef > 0:

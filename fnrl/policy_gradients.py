@@ -34,7 +34,7 @@ from fnrl.value_learning import huber_loss, l2_loss
 from fnrl.types import Array, ArrayLike, PyTree, Scalar
 
 _VALUE_LOSSES = ("l2", "huber")
-_CLIP_RANGES = ("symmetric", "tensorforce")
+CLIP_RANGES = ("symmetric", "tensorforce")  # `ppo_clip_loss`'s ratio ranges
 
 
 class A2CLossParts(NamedTuple):
@@ -346,8 +346,8 @@ def ppo_clip_loss(
     old_log_prob_t = _float(fn, "old_log_prob_t", old_log_prob_t)
     advantage_t = _float(fn, "advantage_t", advantage_t)
     check_same_shape(fn, log_prob_t=log_prob_t, old_log_prob_t=old_log_prob_t, advantage_t=advantage_t)
-    if clip_range not in _CLIP_RANGES:
-        raise ValueError(f"{fn}: argument `clip_range` must be one of {_CLIP_RANGES}, got {clip_range!r}")
+    if clip_range not in CLIP_RANGES:
+        raise ValueError(f"{fn}: argument `clip_range` must be one of {CLIP_RANGES}, got {clip_range!r}")
     bounds = None if epsilon is None else _ratio_bounds(fn, epsilon, clip_range)
     w = _weights(fn, mask_t, log_prob_t)
     log_prob_t, old_log_prob_t, advantage_t = _zero_masked(w, log_prob_t, old_log_prob_t, advantage_t)

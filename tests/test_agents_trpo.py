@@ -5,11 +5,13 @@ from __future__ import annotations
 
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import fnrl
-from agents import trpo
+from agents import policy, trpo
+from fnrl.rollout import rollout_init
 
 CONTRACT_METRICS = ("episode_return_sum", "episode_count", "env_steps", "loss", "policy_loss", "value_loss",
                     "entropy", "kl")
@@ -88,11 +90,30 @@ def test_multi_part_actions_clipping_and_entropy_respect_the_trust_region():
     assert np.all(np.isfinite(np.asarray(metrics["entropy"])))
 
 
+@pytest.mark.parametrize("clip_range, expected", [("symmetric", 0.78), ("tensorforce", 0.8)])
+def test_clipped_surrogate_uses_the_configured_ratio_range(clip_range, expected):
+    """ε = 0.25 and every ratio 0.78 with advantage −1: [1 − ε, 1 + ε] leaves 0.78 alone, while
+    TensorForce's [1/(1 + ε), 1 + ε] = [0.8, 1.25] clips it, so the pessimistic loss is 0.8."""
+    env = fnrl.envs.make("CartPole-v1", num_envs=2)
+    config = trpo.TRPOConfig(num_envs=2, num_steps=4, total_steps=8, hidden_sizes=(8,), value_minibatches=1,
+                             likelihood_ratio_clipping=0.25, clip_range=clip_range)
+    agent = trpo.make_agent(config, env)
+    state = trpo.start(agent, jax.random.PRNGKey(0), rollout_init(env, jax.random.PRNGKey(1)))
+    observation = state.rollout.timestep.observation
+    action = jnp.zeros((2,), jnp.int32)
+    batch = trpo.TRPOBatch(observation, action, jnp.zeros(2), -jnp.ones(2), jnp.zeros(2), jnp.ones(2))
+    dist_params, _ = trpo._forward(agent, state.policy_params, state.value_params, batch)
+    log_prob = policy.log_prob(agent.spaces, dist_params, action)
+    batch = batch._replace(log_prob=log_prob - np.log(0.78))  # ratio π/π_old = 0.78
+    loss = trpo.surrogate_loss(agent, state.policy_params, state.value_params, batch)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
 @pytest.mark.parametrize("field, value", [
     ("num_envs", 0), ("max_kl", 0.0), ("kl_tolerance", 0.5), ("ls_mode", "cubic"), ("ls_parameter", 1.5),
     ("bounded_actions", "squashed"), ("value_minibatches", 3), ("gae_lambda", 1.5),
     ("ls_parameter", 0.0), ("ls_parameter", 1.0), ("cg_residual_tol", -1.0), ("max_kl", "0.01"),
-    ("max_kl", float("inf")), ("use_baseline", "no"),
+    ("max_kl", float("inf")), ("use_baseline", "no"), ("clip_range", "asymmetric"),
 ])
 def test_config_rejects_bad_fields(field, value):
     with pytest.raises(ValueError, match=field):

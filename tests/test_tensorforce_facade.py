@@ -382,7 +382,8 @@ def test_tensorforce_config_maps_keys_and_tensorforce_defaults():
     assert agent == "ppo"
     assert config == {"num_envs": 1, "num_steps": 8, "gamma": 0.9, "ent_coef": 0.01, "normalize_advantages": False,
                       "hidden_sizes": (32, 32), "activation": "tanh", "update_epochs": 10, "num_minibatches": 1,
-                      "anneal_lr": False, "clip_eps": 0.2, "clip_value_loss": False, "gae_lambda": 1.0,
+                      "anneal_lr": False, "clip_eps": 0.2, "clip_range": "tensorforce", "clip_value_loss": False,
+                      "gae_lambda": 1.0,
                       "max_grad_norm": 0.0, "adam_eps": 1e-8, "optimizer": "adam", "learning_rate": 1e-4}
     assert tensorforce_config({"type": "ppo_agent"})[1]["clip_eps"] == np.inf  # TensorForce: no clipping
     rmsprop = {"type": "rmsprop", "learning_rate": 1e-3, "decay": 0.95}
@@ -393,6 +394,7 @@ def test_tensorforce_config_maps_keys_and_tensorforce_defaults():
     assert (trpo["max_kl"], trpo["num_steps"], trpo["cg_max_iterations"], trpo["ls_accept_ratio"]) == \
         (0.005, 1000, 20, 0.9)
     assert (trpo["use_baseline"], trpo["value_learning_rate"], trpo["value_epochs"]) == (True, 0.01, 5)
+    assert trpo["clip_range"] == "tensorforce"  # TensorForce's ratio range [1/(1+ε), 1+ε]
     _, vpg = tensorforce_config({"type": "vpg_agent", "batch_size": 64, "gae_lambda": 0.95,
                                  "optimizer": {"type": "adam", "learning_rate": 0.01},
                                  "baseline_mode": "states", "baseline": {"type": "mlp", "sizes": [16]}})
