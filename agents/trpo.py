@@ -17,9 +17,8 @@ shuffled minibatches (TensorForce's separate `baseline_optimizer`, G15).
 With `likelihood_ratio_clipping` ε > 0 the surrogate is PPO's clipped one (TensorForce's
 `PGProbRatioModel`), with the ratio in [1 − ε, 1 + ε], or TensorForce's [1/(1 + ε), 1 + ε] with
 `clip_range="tensorforce"` (as the TensorForce facade sets); with `ent_coef` > 0 an entropy bonus
-is added to it. With
-`use_baseline=False` (TensorForce's default `baseline_mode=None`) no critic is trained and Â is
-GAE with V ≡ 0: the discounted returns when `gae_lambda` = 1.
+is added to it. With `use_baseline=False` (TensorForce's default `baseline_mode=None`) no critic
+is trained and Â is GAE with V ≡ 0: the discounted returns when `gae_lambda` = 1.
 
 The network is `agents.policy.actor_critic` (separate tanh MLPs for actor and critic, or torsos
 from a TensorForce layers spec `network`; their parameters are split here so the natural gradient
