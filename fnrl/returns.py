@@ -574,16 +574,26 @@ def agentnet_n_step_reference(
       end_at_tmax: force a session end at the last tick when none happened earlier.
     """
     del force_n_step
-    fn = "agentnet_n_step_reference"
+    return _agentnet_reference("agentnet_n_step_reference", state_values, rewards, is_alive, n_steps,
+                               gamma_or_gammas, crop_last, state_values_after_end, end_at_tmax)
+
+
+def _agentnet_reference(fn: str, state_values: ArrayLike, rewards: ArrayLike, is_alive: ArrayLike | str | None,
+                        n_steps: int | None, gamma_or_gammas: ArrayLike, crop_last: bool,
+                        state_values_after_end: ArrayLike | str | None, end_at_tmax: bool,
+                        n_steps_name: str = "n_steps", after_end_name: str = "state_values_after_end") -> Array:
+    """`agentnet_n_step_reference` for the objective `fn` that computes it (`fnrl.value_learning`):
+    errors name `fn` and its own arguments, `n_steps_name` and `after_end_name` for the block
+    length and the values after the end."""
     values = check_array("state_values", state_values, rank=2, fn=fn)
     rewards = check_array("rewards", rewards, rank=2, fn=fn)
     check_same_shape(fn, state_values=values, rewards=rewards)
     if n_steps is not None and (not isinstance(n_steps, int) or n_steps < 1):
-        raise ValueError(f"{fn}: argument `n_steps` must be None or a Python int >= 1, got {n_steps!r}")
+        raise ValueError(f"{fn}: argument `{n_steps_name}` must be None or a Python int >= 1, got {n_steps!r}")
     batch, ticks = values.shape
     alive = _agentnet_alive(fn, is_alive, values.shape)
     gamma = _agentnet_gammas(fn, gamma_or_gammas, values.shape)
-    after_end = _agentnet_after_end(fn, state_values_after_end, batch, values.dtype)
+    after_end = _agentnet_after_end(fn, after_end_name, state_values_after_end, batch, values.dtype)
     next_values = jnp.concatenate([values[:, 1:], after_end[:, None]], axis=1)
     if n_steps is None:
         bootstrap = jnp.arange(ticks) == ticks - 1 - int(crop_last)
@@ -629,12 +639,12 @@ def _agentnet_gammas(fn: str, gamma_or_gammas, shape) -> Array:
     return gamma.reshape((1, 1)) if gamma.ndim == 0 else gamma
 
 
-def _agentnet_after_end(fn: str, after_end, batch: int, dtype) -> Array:
+def _agentnet_after_end(fn: str, name: str, after_end, batch: int, dtype) -> Array:
     if after_end is None or (isinstance(after_end, str) and after_end == "zeros"):
         return jnp.zeros((batch,), dtype)
-    arr = check_array("state_values_after_end", after_end, rank=(1, 2), fn=fn)
+    arr = check_array(name, after_end, rank=(1, 2), fn=fn)
     if arr.ndim == 2:
         if arr.shape[1] != 1:
-            raise ValueError(f"{fn}: argument `state_values_after_end` must be [batch] or [batch, 1], got {arr.shape}")
+            raise ValueError(f"{fn}: argument `{name}` must be [batch] or [batch, 1], got {arr.shape}")
         arr = arr[:, 0]
-    return check_broadcastable(fn, "state_values_after_end", arr, (batch,))
+    return check_broadcastable(fn, name, arr, (batch,))

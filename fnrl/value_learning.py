@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnrl._validation import check_array, check_broadcastable, check_static_range
-from fnrl.returns import agentnet_n_step_reference, n_step_returns
+from fnrl.returns import _agentnet_reference, n_step_returns
 from fnrl.types import Array, ArrayLike
 
 # --------------------------------------------------------------------------------------------
@@ -773,12 +773,12 @@ def _agentnet_alive_mask(is_alive, shape) -> Array:
 
 def _agentnet_value_loss(fn, predicted, reference_values, rewards, is_alive, n_steps, gamma_or_gammas,
                          crop_last, values_after_end, consider_reference_constant,
-                         force_end_at_last_tick, return_reference, loss_function):
-    """Shared tail of the Q-learning, SARSA and DPG-critic objectives."""
-    reference = agentnet_n_step_reference(
-        reference_values, rewards, is_alive, n_steps, gamma_or_gammas, crop_last=crop_last,
-        state_values_after_end=values_after_end, end_at_tmax=force_end_at_last_tick,
-    )
+                         force_end_at_last_tick, return_reference, loss_function,
+                         after_end_name="state_values_target_after_end"):
+    """Shared tail of the Q-learning, SARSA and DPG-critic objectives (`values_after_end` is the
+    objective's argument `after_end_name`)."""
+    reference = _agentnet_reference(fn, reference_values, rewards, is_alive, n_steps, gamma_or_gammas, crop_last,
+                                    values_after_end, force_end_at_last_tick, after_end_name=after_end_name)
     reference = _maybe_stop(reference, consider_reference_constant)
     if crop_last:
         # Zero loss at the last tick: the reference there is the prediction itself.
@@ -882,7 +882,7 @@ def agentnet_dpg_critic_objective(
     return _agentnet_value_loss(
         fn, predicted, v, rewards, is_alive, n_steps, gamma_or_gammas, crop_last,
         state_values_after_end, consider_reference_constant, force_end_at_last_tick,
-        return_reference, loss_function)
+        return_reference, loss_function, after_end_name="state_values_after_end")
 
 
 def agentnet_a2c_objective(
@@ -917,14 +917,15 @@ def agentnet_a2c_objective(
     target = values if state_values_target is None else _agentnet_values(
         fn, "state_values_target", state_values_target, rewards.shape)
     alive = _agentnet_alive_mask(is_alive, rewards.shape)
-    common = dict(crop_last=crop_last, end_at_tmax=force_end_at_last_tick)
-    reference = agentnet_n_step_reference(target, rewards, is_alive, n_steps, gamma_or_gammas,
-                                          state_values_after_end=state_values_target_after_end, **common)
+    reference = _agentnet_reference(fn, target, rewards, is_alive, n_steps, gamma_or_gammas, crop_last,
+                                    state_values_target_after_end, force_end_at_last_tick,
+                                    after_end_name="state_values_target_after_end")
     reference = _maybe_stop(reference, consider_value_reference_constant)
     critic = loss_function(reference, values) * alive
-    steps = n_steps if isinstance(n_steps_advantage, str) and n_steps_advantage == "same" else n_steps_advantage
-    observed = agentnet_n_step_reference(values, rewards, is_alive, steps, gamma_or_gammas,
-                                         state_values_after_end=state_values_after_end, **common)
+    same = isinstance(n_steps_advantage, str) and n_steps_advantage == "same"
+    observed = _agentnet_reference(fn, values, rewards, is_alive, n_steps if same else n_steps_advantage,
+                                   gamma_or_gammas, crop_last, state_values_after_end, force_end_at_last_tick,
+                                   n_steps_name="n_steps" if same else "n_steps_advantage")
     advantage = jax.lax.stop_gradient(observed - values)
     log_policy = policy if treat_policy_as_logpolicy else jnp.log(policy)
     taken = log_policy if log_policy.ndim == 2 else _select(log_policy, actions)

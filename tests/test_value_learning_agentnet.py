@@ -160,3 +160,28 @@ def test_a2c_advantage_carries_no_gradient_into_values():
 def test_bad_arguments_are_named(call, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         call()
+
+
+Q, A, R = np.ones((2, 3, 2)), np.zeros((2, 3), np.int32), np.ones((2, 3))
+
+
+@pytest.mark.parametrize("call, fn, name", [
+    (lambda: vl.agentnet_qlearning_objective(Q, A, R, is_alive=np.ones((2, 4))), "agentnet_qlearning_objective",
+     "is_alive"),
+    (lambda: vl.agentnet_qlearning_objective(Q, A, R, n_steps=0), "agentnet_qlearning_objective", "n_steps"),
+    (lambda: vl.agentnet_sarsa_objective(Q, A, R, state_values_target_after_end=np.ones((2, 2))),
+     "agentnet_sarsa_objective", "state_values_target_after_end"),
+    (lambda: vl.agentnet_dpg_critic_objective(R, R, R, gamma_or_gammas=np.ones(3)), "agentnet_dpg_critic_objective",
+     "gamma_or_gammas"),
+    (lambda: vl.agentnet_dpg_critic_objective(R, R, R, state_values_after_end=np.ones(3)),
+     "agentnet_dpg_critic_objective", "state_values_after_end"),
+    (lambda: vl.agentnet_a2c_objective(Q, R, A, R, state_values_after_end=np.ones(3)), "agentnet_a2c_objective",
+     "state_values_after_end"),
+    (lambda: vl.agentnet_a2c_objective(Q, R, A, R, n_steps_advantage=0), "agentnet_a2c_objective",
+     "n_steps_advantage"),
+])
+def test_the_n_step_reference_inside_an_objective_names_the_objective(call, fn, name):
+    """The objectives compute their references with `agentnet_n_step_reference`'s code: a bad
+    argument found there is reported as the objective's own."""
+    with pytest.raises(ValueError, match=f"^{fn}: argument `{name}`"):
+        call()
