@@ -746,7 +746,9 @@ def agentnet_squared_error(reference: Array, predicted: Array) -> Array:
 
 
 def _agentnet_session(fn: str, rewards: ArrayLike, actions: ArrayLike | None = None):
-    rewards = check_array("rewards", rewards, kind="numeric", rank=2, fn=fn).astype(jnp.float32)
+    rewards = check_array("rewards", rewards, kind="numeric", rank=2, fn=fn)
+    if not jnp.issubdtype(rewards.dtype, jnp.floating):  # float rewards keep their precision (x64)
+        rewards = rewards.astype(jnp.result_type(float))
     if actions is None:
         return rewards, None
     actions = check_array("actions", actions, kind="int", shape=rewards.shape, fn=fn)

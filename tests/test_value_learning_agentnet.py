@@ -185,3 +185,18 @@ def test_the_n_step_reference_inside_an_objective_names_the_objective(call, fn, 
     argument found there is reported as the objective's own."""
     with pytest.raises(ValueError, match=f"^{fn}: argument `{name}`"):
         call()
+
+
+def test_float64_rewards_keep_their_precision_under_x64():
+    """Rewards of 1 + 1e-12 (γ = 0, Q = 0) in float64: the loss must be (1 + 1e-12)², not the
+    1.0 a float32 cast of the rewards gives; int rewards become the default float."""
+    with jax.enable_x64(True):
+        rewards = np.full((1, 2), 1.0 + 1e-12)
+        q = np.zeros((1, 2, 1))
+        loss = vl.agentnet_qlearning_objective(q, np.zeros((1, 2), np.int32), rewards, crop_last=False,
+                                               gamma_or_gammas=0.0, qvalues_target=q)
+        assert loss.dtype == np.float64
+        np.testing.assert_allclose(np.asarray(loss), (1.0 + 1e-12) ** 2, rtol=1e-15)
+        ints = vl.agentnet_qlearning_objective(q, np.zeros((1, 2), np.int32), np.ones((1, 2), np.int32),
+                                               crop_last=False, gamma_or_gammas=0.0, qvalues_target=q)
+        assert ints.dtype == np.float64
