@@ -375,15 +375,20 @@ class _Backend:
                 self.compile_seconds = max(0.0, self._update_seconds[0] - self._update_seconds[1])
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS reports one)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)
+
+
 def use_cpu_cores() -> None:
     """One JAX CPU device per core, so `--seeds K` spreads its seeds over the cores (XLA:CPU runs
     one device's small ops on one thread). Kept as is when `XLA_FLAGS` already sets a host device
     count or JAX has already started its backends (an in-process caller's choice wins)."""
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     try:
-        jax.config.update("jax_num_cpu_devices", max(1, cores or 1))
+        jax.config.update("jax_num_cpu_devices", cpu_cores())
     except RuntimeError:
         pass  # backends already initialized
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import platform
 import time
 
 import jax
+
+from agents.cli import cpu_cores
 
 BENCHMARKS_MD = pathlib.Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nEvery figure here comes from a script in `benchmarks/` that anyone can run.\n"
@@ -15,8 +16,7 @@ HEADER = "# Benchmarks\n\nEvery figure here comes from a script in `benchmarks/`
 
 def machine() -> str:
     """A one-line description of where the numbers were measured."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{platform.processor() or platform.machine()}, {cores} CPU cores, {jax.device_count()} × "
+    return (f"{platform.processor() or platform.machine()}, {cpu_cores()} CPU cores, {jax.device_count()} × "
             f"{jax.devices()[0].platform} JAX device(s) in the reporting process, jax {jax.__version__}, "
             f"Python {platform.python_version()}")
 

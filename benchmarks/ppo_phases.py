@@ -13,7 +13,8 @@ subprocess (nothing compiled yet, compilation caches off) that times, in this or
 - with `--split`, after those, the start's pieces one after another in the same process:
   `init` traced + lowered, compiled, run; the chunk traced + lowered, compiled; and the same
   chunk lowered with JAX's default (rolled) threefry lowering on CPU, compiled and run; then
-  both runs again, alternating, to compare their speed per update within one process.
+  plain's run, fnrl's and the rolled one again, alternating, to compare their speed per update
+  (and CPU seconds per wall second) within one process.
 
 Figures are medians over repeats; plain and fnrl alternate first from one repeat to the next.
 
